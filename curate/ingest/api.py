@@ -1,0 +1,198 @@
+"""``curate ingest``: read sources into a workspace atomically; rejects are recorded, not fatal."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from curate.config import load_config
+from curate.errors import CurateError
+from curate.ingest.fer2013 import read_fer2013_csv, read_header
+from curate.ingest.files import LABEL_COLUMNS, PATH_COLUMNS, read_folder, read_label_csv
+from curate.ingest.records import SourceResult
+from curate.workspace import REJECT_COLUMNS, Workspace, coerce_manifest, utc_now
+
+FORMATS = ("auto", "fer2013-csv", "folder", "csv")
+
+
+def detect_format(path: Path) -> str:
+    """fer2013-csv, folder or csv, from what the source is and its header."""
+    if path.is_dir():
+        return "folder"
+    if not path.is_file():
+        raise CurateError(f"{path}: no such file or folder")
+    try:
+        header = read_header(path)
+    except Exception as exc:
+        raise CurateError(f"{path}: cannot read a CSV header: {exc}") from None
+    if "pixels" in header and "emotion" in header:
+        return "fer2013-csv"
+    if any(c in header for c in PATH_COLUMNS) and any(c in header for c in LABEL_COLUMNS):
+        return "csv"
+    raise CurateError(f"{path}: cannot tell the format from header {header[:6]}; "
+                      "expected emotion,pixels[,Usage] or path,label[,split] (or pass --format)")
+
+
+def source_slug(path: Path, taken: dict[str, str]) -> str:
+    """Short stable name for id prefixes: file/folder name without suffixes, unique in the workspace."""
+    name = path.name
+    for suffix in (".gz", ".csv"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "source"
+    candidate, k = slug, 2
+    while candidate in taken and taken[candidate] != str(path):
+        candidate, k = f"{slug}-{k}", k + 1
+    return candidate
+
+
+def _read_source(path: Path, fmt: str, size: int, cfg: dict[str, Any], quiet: bool) -> SourceResult:
+    if fmt == "fer2013-csv":
+        return read_fer2013_csv(path, size, quiet=quiet)
+    opts = dict(max_pixels=int(cfg["max_pixels"]), workers=int(cfg["workers"]), quiet=quiet)
+    if fmt == "folder":
+        return read_folder(path, size, **opts)
+    return read_label_csv(path, size, **opts)
+
+
+def _rejects_frame(source: str, result: SourceResult) -> pd.DataFrame:
+    return pd.DataFrame({
+        "source": pd.array([source] * len(result.rejects), dtype="string"),
+        "source_row": pd.array([r.source_row for r in result.rejects], dtype="Int64"),
+        "source_path": pd.array([r.source_path for r in result.rejects], dtype="string"),
+        "reason_code": pd.array([r.code for r in result.rejects], dtype="string"),
+        "reason": pd.array([r.reason for r in result.rejects], dtype="string"),
+    }, columns=list(REJECT_COLUMNS))
+
+
+def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", replace: bool = False,
+           strict: bool = False, image_size: int | None = None, overrides: Any = None,
+           config_file: str | Path | None = None, quiet: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """Ingest ``sources`` into ``ws``; returns counts that reconcile (read = kept + rejected).
+
+    Nothing in the workspace changes until every source has been read: the manifest is
+    replaced atomically at the end, so an interrupted ingest leaves the previous state.
+    """
+    if fmt not in FORMATS:
+        raise CurateError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}", exit_code=2)
+    cfg = load_config("ingest", overrides, config_file)
+    started = utc_now()
+    t0 = time.perf_counter()
+    with ws.lock():
+        ws.refresh()
+        manifest = ws.manifest()
+        size = ws.image_size if ws.exists() else int(image_size or cfg["image_size"])
+        if ws.exists() and image_size and int(image_size) != size:
+            raise CurateError(f"{ws.root}: workspace stores {size}x{size} images; --image-size {image_size} "
+                              "can only be set at the first ingest", exit_code=2)
+        info = ws.info()
+        slugs: dict[str, str] = dict(info.get("sources_slugs", {}))
+        present = set(manifest["source"].dropna().unique())
+        keep_mask = np.ones(len(manifest), dtype=bool)
+        new_rows, new_pixels, reject_frames, per_source, skipped = [], [], [], [], []
+        warnings: list[str] = []
+        for raw in sources:
+            path = Path(raw).expanduser().resolve()
+            source = str(path)
+            if source in present and not replace:
+                skipped.append(source)
+                continue
+            kind = detect_format(path) if fmt == "auto" else fmt
+            if kind == "folder" and not path.is_dir():
+                raise CurateError(f"{path}: --format folder needs a folder")
+            slug = source_slug(path, slugs)
+            slugs[slug] = source
+            try:
+                result = _read_source(path, kind, size, cfg, quiet)
+            except (ValueError, OSError) as exc:
+                raise CurateError(str(exc)) from None
+            rows = result.rows.copy()
+            keys = rows["source_path"].where(rows["source_path"].notna(),
+                                             rows["source_row"].astype("string").str.zfill(6))
+            rows.insert(0, "image_id", (slug + ":" + keys).astype("string"))
+            rows.insert(1, "source", pd.array([source] * len(rows), dtype="string"))
+            rows["source_format"] = pd.array([kind] * len(rows), dtype="string")
+            if source in present:
+                keep_mask &= (manifest["source"] != source).to_numpy(dtype=bool, na_value=True)
+            new_rows.append(rows)
+            new_pixels.append(result.pixels)
+            reject_frames.append(_rejects_frame(source, result))
+            warnings.extend(result.warnings)
+            per_source.append({"source": source, "format": kind, "slug": slug, "read": result.read,
+                               "kept": result.kept, "rejected": len(result.rejects),
+                               "rejects_by_reason": _count_codes(result)})
+        read = sum(s["read"] for s in per_source)
+        kept = sum(s["kept"] for s in per_source)
+        rejected = sum(s["rejected"] for s in per_source)
+        summary = {"workspace": str(ws.root), "sources": per_source, "skipped_sources": skipped,
+                   "read": read, "kept": kept, "rejected": rejected, "warnings": warnings,
+                   "total_images": int(keep_mask.sum()) + kept, "image_size": size}
+        if not per_source:
+            summary["seconds"] = round(time.perf_counter() - t0, 2)
+            return summary
+        replaced = {s["source"] for s in per_source}
+        old_rejects = ws.rejects()
+        all_rejects = pd.concat([old_rejects[~old_rejects["source"].isin(replaced)], *reject_frames],
+                                ignore_index=True)
+        ws.write_parquet("rejects.parquet", all_rejects)
+        if strict and rejected:
+            raise CurateError(f"--strict: {rejected} rows/files rejected (see {ws.path('rejects.parquet')}); "
+                              "nothing was ingested")
+        if kept == 0 and not ws.exists():
+            summary["seconds"] = round(time.perf_counter() - t0, 2)
+            return summary
+        merged = coerce_manifest(pd.concat([manifest[keep_mask], *new_rows], ignore_index=True))
+        old_pixels = ws.pixels() if ws.exists() else np.zeros((0, size, size), np.uint8)
+
+        def blocks():
+            idx = np.flatnonzero(keep_mask)
+            for start in range(0, len(idx), 8192):
+                yield np.asarray(old_pixels[idx[start:start + 8192]])
+            yield from new_pixels
+
+        ws.commit(merged, blocks(), image_size=size)
+        ws.set_info(image_size=size, sources_slugs=slugs)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    ws.record_run("ingest", seed=seed, started=started,
+                  options={"format": fmt, "replace": replace, "strict": strict, "image_size": size},
+                  counts={"read": read, "kept": kept, "rejected": rejected, "total_images": summary["total_images"]})
+    return summary
+
+
+def _count_codes(result: SourceResult) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in result.rejects:
+        counts[r.code] = counts.get(r.code, 0) + 1
+    return counts
+
+
+def ingest_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step: ``{sources: [...], format: auto, replace: false, strict: false, set: {...}}``."""
+    opts = dict(options)
+    sources = opts.pop("sources", None)
+    if not sources:
+        raise CurateError("ingest step needs 'sources: [path, ...]'", exit_code=2)
+    return ingest(ws, sources, fmt=opts.pop("format", "auto"), replace=bool(opts.pop("replace", False)),
+                  strict=bool(opts.pop("strict", False)), image_size=opts.pop("image_size", None),
+                  overrides=opts or None, quiet=quiet, seed=seed)
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    """Human-readable ingest summary."""
+    lines = []
+    for src in s["sources"]:
+        lines.append(f"{src['source']} ({src['format']}): read {src['read']:,} = kept {src['kept']:,} "
+                     f"+ rejected {src['rejected']:,}")
+        for code, n in sorted(src["rejects_by_reason"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"    rejected {n:>6,}  {code}")
+    for src in s["skipped_sources"]:
+        lines.append(f"{src}: already in the workspace, skipped (use --replace to re-ingest)")
+    for w in s["warnings"]:
+        lines.append(f"warning: {w}")
+    lines.append(f"total: read {s['read']:,} = kept {s['kept']:,} + rejected {s['rejected']:,}; "
+                 f"workspace {s['workspace']} now holds {s['total_images']:,} images")
+    return "\n".join(lines)

@@ -1,0 +1,418 @@
+"""Reader for the Kaggle FER2013 CSV (``emotion,pixels,Usage``; plain or gzip)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from curate.ingest.decode import pixel_digest, to_store
+from curate.ingest.records import Reject, SourceResult
+from curate.labels import CLASSES, FER2013_USAGE, canonical_split
+from curate.progress import progress
+
+csv.field_size_limit(1 << 28)
+BLOCK = 4096
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a CSV (gzip by magic bytes) as text; BOM stripped, newlines left to csv."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def read_header(path: Path) -> list[str]:
+    """Lower-cased, stripped header fields of a CSV (plain or gzip)."""
+    with open_text(path) as fh:
+        first = next(csv.reader(fh), [])
+    return [f.strip().lower() for f in first]
+
+
+CHUNK = 8 << 20
+
+
+def iter_lines(path: Path, rejects: list[Reject]) -> Iterator[bytes]:
+    """Yield the raw lines of a plain or gzip CSV (header included), CR/BOM stripped.
+
+    Streams in chunks; a truncated or corrupt gzip ends with a reject naming the row.
+    """
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+        fh.seek(0)
+        inflater = zlib.decompressobj(wbits=31) if gz else None
+        rest = b""
+        first = True
+        lines_out = 0
+        while True:
+            raw = fh.read(CHUNK)
+            if inflater is not None:
+                try:
+                    data = inflater.decompress(raw) if raw else inflater.flush()
+                    while inflater.eof and inflater.unused_data:  # multi-member gzip
+                        tail = inflater.unused_data
+                        inflater = zlib.decompressobj(wbits=31)
+                        data += inflater.decompress(tail)
+                except zlib.error as exc:
+                    rejects.append(Reject("truncated_gzip", f"corrupt gzip after data row {lines_out - 2}: {exc}; "
+                                                            "rows after this point are lost",
+                                          source_row=max(lines_out - 1, 0)))
+                    return
+            else:
+                data = raw
+            if first:
+                data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+                first = False
+            data = rest + data
+            parts = data.split(b"\n")
+            rest = parts.pop()
+            for line in parts:
+                lines_out += 1
+                yield line[:-1] if line.endswith(b"\r") else line
+            if not raw:
+                break
+        if inflater is not None and not inflater.eof:
+            rejects.append(Reject("truncated_gzip", "truncated gzip: the file ends before its end-of-stream "
+                                                    f"marker; data row {max(lines_out - 1, 0)} is incomplete "
+                                                    "and rows after it are lost", source_row=max(lines_out - 1, 0)))
+            return
+        if rest.strip():
+            yield rest[:-1] if rest.endswith(b"\r") else rest
+
+
+def _split_fields(line: bytes) -> list[bytes]:
+    if b'"' not in line:
+        return line.split(b",")
+    text = line.decode("utf-8", errors="replace")
+    return [f.encode() for f in next(csv.reader([text]), [])]
+
+
+def _diagnose_pixels(text: str, expected: int) -> tuple[str, str] | None:
+    """Reason a pixel string is bad (slow path), or None when it is fine despite odd spacing."""
+    tokens = text.split()
+    if not tokens:
+        return "wrong_pixel_count", f"no pixel values (expected {expected})"
+    for tok in tokens:
+        if not (tok.isascii() and tok.isdigit()):
+            try:
+                value = float(tok)
+            except ValueError:
+                return "non_numeric_pixel", f"non-numeric pixel value {tok[:20]!r}"
+            return "pixel_out_of_range", f"pixel value {tok[:20]!r} is not an integer in 0-255 (value {value:g})"
+        if int(tok) > 255:
+            return "pixel_out_of_range", f"pixel value {int(tok)} out of range 0-255"
+    if len(tokens) != expected:
+        return "wrong_pixel_count", f"{len(tokens)} pixel values, expected {expected}"
+    return None
+
+
+def parse_pixel_block(texts: list[bytes], expected: int) -> np.ndarray | None:
+    """Parse rows of ``expected`` space-separated 0-255 integers at once (vectorised).
+
+    Returns uint8 (rows, expected), or None when any row is irregular (caller diagnoses rows).
+    """
+    if any(t.count(b" ") != expected - 1 for t in texts):
+        return None
+    buf = np.frombuffer(b" ".join(texts), dtype=np.uint8)
+    is_sep = buf == 32
+    digit = buf - np.uint8(48)
+    if not np.all(is_sep | (digit <= 9)):
+        return None
+    sep = np.flatnonzero(is_sep)
+    starts = np.empty(len(sep) + 1, dtype=np.int64)
+    starts[0], starts[1:] = 0, sep + 1
+    lengths = np.empty_like(starts)
+    lengths[:-1], lengths[-1] = sep - starts[:-1], len(buf) - starts[-1]
+    if lengths.min() < 1 or lengths.max() > 3:
+        return None
+    last = len(buf) - 1
+    value = digit[starts].astype(np.uint16)
+    two = lengths >= 2
+    value[two] = value[two] * 10 + digit[np.minimum(starts[two] + 1, last)]
+    three = lengths == 3
+    value[three] = value[three] * 10 + digit[np.minimum(starts[three] + 2, last)]
+    if value.max(initial=0) > 255:
+        return None
+    return value.astype(np.uint8).reshape(len(texts), expected)
+
+
+def _read_streaming(path: Path, image_size: int, quiet: bool = False,
+                    expected_pixels: int | None = None) -> SourceResult:
+    """Robust line-by-line reader (truncated gzip, bad encodings); slower than the Arrow path."""
+    rejects: list[Reject] = []
+    lines = iter_lines(path, rejects)
+    header_line = next(lines, b"")
+    header = [f.decode("utf-8", errors="replace").strip().lower() for f in _split_fields(header_line)]
+    if "emotion" not in header or "pixels" not in header:
+        raise ValueError(f"{path}: header {header[:6]} lacks 'emotion' and 'pixels' (not a fer2013 CSV)")
+    i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
+    i_usage = header.index("usage") if "usage" in header else None
+    n_fields = len(header)
+    meta: list[tuple[int, str, str, str | None]] = []
+    blocks: list[np.ndarray] = []
+    pending: list[bytes] = []
+    pending_meta: list[tuple[int, str, str, str | None]] = []
+    side = int(math.isqrt(expected_pixels)) if expected_pixels else None
+    read = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        values = parse_pixel_block(pending, expected_pixels)
+        if values is not None:
+            blocks.append(values.reshape(-1, side, side))
+            meta.extend(pending_meta)
+        else:
+            good_rows = []
+            for text, m in zip(pending, pending_meta):
+                problem = _diagnose_pixels(text.decode("ascii", errors="replace"), expected_pixels)
+                if problem is None:
+                    good_rows.append(np.asarray(text.split(), dtype=np.uint8))
+                    meta.append(m)
+                else:
+                    rejects.append(Reject(problem[0], problem[1], source_row=m[0]))
+            if good_rows:
+                blocks.append(np.stack(good_rows).reshape(-1, side, side))
+        pending.clear()
+        pending_meta.clear()
+
+    bar = progress(desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    for row, line in enumerate(lines):
+        read += 1
+        if row % 1024 == 0:
+            bar.update(1024 if row else 1)
+        fields = _split_fields(line)
+        if all(not f.strip() for f in fields):
+            rejects.append(Reject("empty_line", "empty line", source_row=row))
+            continue
+        if len(fields) != n_fields:
+            rejects.append(Reject("wrong_field_count", f"expected {n_fields} fields ({','.join(header)}), "
+                                                       f"found {len(fields)}", source_row=row))
+            continue
+        code = fields[i_emotion].strip().decode("utf-8", errors="replace")
+        if not (code.isascii() and code.isdigit() and int(code) < len(CLASSES)):
+            rejects.append(Reject("unknown_emotion", f"unknown emotion code {code[:20]!r} (expected 0-6)",
+                                  source_row=row))
+            continue
+        split = None
+        if i_usage is not None:
+            usage = fields[i_usage].strip().decode("utf-8", errors="replace")
+            if not usage:
+                rejects.append(Reject("missing_usage", "missing Usage", source_row=row))
+                continue
+            split = FER2013_USAGE.get(usage) or canonical_split(usage)
+            if split is None:
+                rejects.append(Reject("unknown_usage", f"unknown Usage {usage[:30]!r} "
+                                                       "(expected Training, PublicTest or PrivateTest)",
+                                      source_row=row))
+                continue
+        text = fields[i_pixels].strip()
+        if side is None:
+            count = len(text.split())
+            root = math.isqrt(count)
+            if root * root != count or count == 0:
+                rejects.append(Reject("wrong_pixel_count", f"{count} pixel values is not a square image "
+                                                           "(expected 2304 = 48x48)", source_row=row))
+                continue
+            side, expected_pixels = root, count
+        pending.append(text)
+        pending_meta.append((row, CLASSES[int(code)], code, split))
+        if len(pending) >= BLOCK:
+            flush()
+    flush()
+    bar.close()
+
+    return _finish(meta, blocks, rejects, read, side, image_size)
+
+
+def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarray], rejects: list[Reject],
+            read: int, side: int | None, image_size: int) -> SourceResult:
+    """Assemble kept rows, store-size pixels and sorted rejects."""
+    native = np.concatenate(blocks) if blocks else np.zeros((0, side or image_size, side or image_size), np.uint8)
+    digests = [pixel_digest(a) for a in native]
+    if native.shape[1:] == (image_size, image_size):
+        store = native
+    else:
+        from PIL import Image
+
+        store = np.stack([to_store(Image.fromarray(a, mode="L"), image_size) for a in native]) if len(native) \
+            else np.zeros((0, image_size, image_size), np.uint8)
+    n = len(meta)
+    rows = pd.DataFrame({
+        "source_row": pd.array([m[0] for m in meta], dtype="Int64"),
+        "source_path": pd.array([None] * n, dtype="string"),
+        "split": pd.array([m[3] for m in meta], dtype="string"),
+        "label": pd.array([m[1] for m in meta], dtype="string"),
+        "original_label": pd.array([m[2] for m in meta], dtype="string"),
+        "width": pd.array([native.shape[2]] * n, dtype="Int64"),
+        "height": pd.array([native.shape[1]] * n, dtype="Int64"),
+        "channels": pd.array([1] * n, dtype="Int64"),
+        "digest": pd.array(digests, dtype="string"),
+    })
+    rejects.sort(key=lambda r: (r.source_row if r.source_row is not None else -1))
+    return SourceResult(rows=rows, pixels=store, rejects=rejects, read=read + sum(
+        1 for r in rejects if r.code == "truncated_gzip"))
+
+
+def parse_pixel_array(chunk, expected: int) -> np.ndarray | None:
+    """Parse an Arrow string array of pixel rows straight from its buffers (vectorised).
+
+    Each row must hold ``expected`` single-space-separated integers 0-255; returns uint8
+    (rows, expected), or None when any row is irregular (the caller then diagnoses rows).
+    """
+    n = len(chunk)
+    if n == 0 or chunk.null_count:
+        return None
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset: chunk.offset + n + 1].astype(np.int64)
+    buf = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    offsets = offsets - offsets[0]
+    if np.any(np.diff(offsets) == 0):
+        return None
+    is_sep = buf == 32
+    digit = buf - np.uint8(48)
+    if not np.all(is_sep | (digit <= 9)):
+        return None
+    sep = np.flatnonzero(is_sep)
+    if len(sep) != n * (expected - 1) or np.any(np.diff(np.searchsorted(sep, offsets)) != expected - 1):
+        return None
+    sep = sep.reshape(n, expected - 1)
+    ends = np.empty((n, expected), dtype=np.int64)
+    ends[:, :-1], ends[:, -1] = sep, offsets[1:]
+    starts = np.empty_like(ends)
+    starts[:, 0], starts[:, 1:] = offsets[:-1], sep + 1
+    lengths = ends - starts
+    if lengths.min() < 1 or lengths.max() > 3:
+        return None
+    last = ends - 1
+    d16 = digit.astype(np.uint16)
+    value = np.take(d16, last)
+    value += np.take(d16, last - 1) * 10 * (lengths >= 2)
+    value += np.take(d16, last - 2) * 100 * (lengths >= 3)
+    if value.max(initial=0) > 255:
+        return None
+    return value.astype(np.uint8)
+
+
+def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None:
+    """Fast path: Arrow's multi-threaded CSV reader plus buffer-level pixel parsing.
+
+    Returns None when Arrow cannot read the file (truncated gzip, bad encoding, ...), so the
+    caller falls back to the streaming reader, which reports those rows precisely.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    raw_header = next(iter_lines(path, []), b"")
+    names = [f.decode("utf-8", errors="replace").strip() for f in _split_fields(raw_header)]
+    header = [n.lower() for n in names]
+    if "emotion" not in header or "pixels" not in header or len(set(header)) != len(header):
+        return None
+    invalid: list[tuple[int | None, str]] = []
+
+    def on_invalid(row) -> str:
+        invalid.append((row.number, row.text))
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError):
+        return None
+    if any(number is None for number, _ in invalid):
+        return None
+    rejects: list[Reject] = []
+    bad_rows = set()
+    for number, text in invalid:
+        row = number - 2  # 1-based file line -> 0-based data row after the header
+        bad_rows.add(row)
+        if not text.strip(",\r\n \t"):
+            rejects.append(Reject("empty_line", "empty line", source_row=row))
+        else:
+            found = len(_split_fields(text.encode()))
+            rejects.append(Reject("wrong_field_count", f"expected {len(names)} fields ({','.join(header)}), "
+                                                       f"found {found}", source_row=row))
+    total = table.num_rows + len(invalid)
+    rows = np.array([r for r in range(total) if r not in bad_rows], dtype=np.int64) if bad_rows \
+        else np.arange(total, dtype=np.int64)
+    codes = pd.Series(table.column(names[header.index("emotion")]).to_pylist(), dtype="string").str.strip()
+    valid = codes.str.fullmatch(r"[0-6]").fillna(False).to_numpy(dtype=bool)
+    for j in np.flatnonzero(~valid):
+        rejects.append(Reject("unknown_emotion", f"unknown emotion code {str(codes.iloc[j])[:20]!r} (expected 0-6)",
+                              source_row=int(rows[j])))
+    splits = pd.Series([None] * table.num_rows, dtype="string")
+    if "usage" in header:
+        usage = pd.Series(table.column(names[header.index("usage")]).to_pylist(), dtype="string").str.strip()
+        splits = usage.map(lambda u: FER2013_USAGE.get(u) or canonical_split(u) if u else None).astype("string")
+        for j in np.flatnonzero(valid & splits.isna().to_numpy()):
+            u = usage.iloc[j]
+            reject = (Reject("missing_usage", "missing Usage", source_row=int(rows[j])) if not u else
+                      Reject("unknown_usage", f"unknown Usage {u[:30]!r} (expected Training, PublicTest or "
+                                              "PrivateTest)", source_row=int(rows[j])))
+            rejects.append(reject)
+        valid &= splits.notna().to_numpy()
+    code_list = codes.fillna("").tolist()
+    split_list = [None if pd.isna(s) else s for s in splits.tolist()]
+    pixels = table.column(names[header.index("pixels")])
+    expected, side = 48 * 48, 48
+    meta: list[tuple[int, str, str, str | None]] = []
+    blocks: list[np.ndarray] = []
+    start = 0
+    bar = progress(total=table.num_rows, desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    for chunk in pixels.chunks:
+        for s in range(0, len(chunk), BLOCK):
+            part = chunk.slice(s, BLOCK)
+            idx = np.arange(start + s, start + s + len(part))
+            keep = valid[idx]
+            values = parse_pixel_array(part, expected)
+            if values is None:
+                texts = part.to_pylist()
+                values = np.zeros((len(part), expected), np.uint8)
+                for j, text in enumerate(texts):
+                    if not keep[j]:
+                        continue
+                    problem = _diagnose_pixels(text or "", expected)
+                    if problem is None:
+                        values[j] = np.asarray(text.split(), dtype=np.uint8)
+                    else:
+                        keep[j] = False
+                        rejects.append(Reject(problem[0], problem[1], source_row=int(rows[idx[j]])))
+            blocks.append(values[keep].reshape(-1, side, side))
+            for j in idx[keep]:
+                meta.append((int(rows[j]), CLASSES[int(code_list[j])], code_list[j], split_list[j]))
+            bar.update(len(part))
+        start += len(chunk)
+    bar.close()
+    return _finish(meta, blocks, rejects, total, side, image_size)
+
+
+def read_fer2013_csv(path: Path, image_size: int, quiet: bool = False) -> SourceResult:
+    """Parse a Kaggle FER2013 CSV; every bad row becomes a :class:`Reject`, the rest is kept.
+
+    Uses the Arrow fast path for 48x48 rows and falls back to the streaming reader for files
+    Arrow cannot read (truncated gzip, invalid UTF-8) or other image sizes.
+    """
+    result = _read_arrow(path, image_size, quiet)
+    return result if result is not None else _read_streaming(path, image_size, quiet)
+
+
+def read_pixel_row(path: Path, source_row: int, side: int) -> np.ndarray:
+    """The original pixels of one data row (used for originals of a resized workspace)."""
+    header = read_header(path)
+    i_pixels = header.index("pixels")
+    lines = iter_lines(path, [])
+    next(lines, None)
+    for row, line in enumerate(lines):
+        if row == source_row:
+            return np.asarray(_split_fields(line)[i_pixels].split(), dtype=np.uint8).reshape(side, side)
+    raise KeyError(f"{path}: no data row {source_row}")

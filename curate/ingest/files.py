@@ -1,0 +1,205 @@
+"""Readers for image folders and ``path,label[,split]`` CSVs (shared parallel decoding)."""
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curate.ingest.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, pixel_digest, to_store
+from curate.ingest.fer2013 import open_text
+from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
+from curate.labels import canonical_label, canonical_split
+from curate.progress import progress
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
+PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
+LABEL_COLUMNS = ("label", "emotion", "class", "expression", "category")
+SPLIT_COLUMNS = ("split", "usage", "subset", "set")
+
+
+@dataclass
+class Candidate:
+    """A file to decode, with what its location or CSV row says about it."""
+
+    source_path: str
+    file: Path
+    original_label: str | None
+    split: str | None
+    source_row: int | None = None
+
+
+def _decode_one(cand: Candidate, image_size: int, max_pixels: int):
+    try:
+        decoded = decode_image(cand.file, max_pixels=max_pixels)
+        arr = decoded.array()
+        return (to_store(decoded.image, image_size), pixel_digest(arr), decoded.width, decoded.height,
+                decoded.channels)
+    except DecodeError as exc:
+        return exc
+    except Exception as exc:  # one bad file never sinks the run
+        return DecodeError("corrupt", f"cannot decode: {type(exc).__name__}: {exc}")
+
+
+def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      workers: int = 4, quiet: bool = False, desc: str = "decode",
+                      rejects: list[Reject] | None = None, read: int = 0) -> SourceResult:
+    """Decode candidates in parallel threads; failures become rejects, order is kept."""
+    rejects = list(rejects or [])
+    kept: list[Candidate] = []
+    pixels: list[np.ndarray] = []
+    facts: list[tuple] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(lambda c: _decode_one(c, image_size, max_pixels), cands, chunksize=64)
+        for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
+            if isinstance(res, DecodeError):
+                rejects.append(Reject(res.code, str(res), source_row=cand.source_row, source_path=cand.source_path))
+                continue
+            kept.append(cand)
+            pixels.append(res[0])
+            facts.append(res[1:])
+    labels = pd.Series([canonical_label(c.original_label) for c in kept], dtype="string")
+    originals = pd.Series([c.original_label for c in kept], dtype="string")
+    rows = pd.DataFrame({
+        "source_row": pd.array([c.source_row for c in kept], dtype="Int64"),
+        "source_path": pd.array([c.source_path for c in kept], dtype="string"),
+        "split": pd.array([c.split for c in kept], dtype="string"),
+        "label": labels.fillna(originals.str.strip().str.lower()).array,
+        "original_label": originals.array,
+        "width": pd.array([f[1] for f in facts], dtype="Int64"),
+        "height": pd.array([f[2] for f in facts], dtype="Int64"),
+        "channels": pd.array([f[3] for f in facts], dtype="Int64"),
+        "digest": pd.array([f[0] for f in facts], dtype="string"),
+    })
+    stack = np.stack(pixels) if pixels else np.zeros((0, image_size, image_size), np.uint8)
+    warnings = unknown_label_warnings(labels, originals, desc)
+    return SourceResult(rows=rows, pixels=stack, rejects=rejects, read=read + len(cands), warnings=warnings)
+
+
+def _label_and_split(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """Split = first folder that names a split; label = deepest folder naming a class,
+    else the file's parent folder (kept as an unknown label)."""
+    split = next((canonical_split(p) for p in parts if canonical_split(p)), None)
+    known = [p for p in parts if canonical_label(p) is not None and not p.isdigit()]
+    if known:
+        return known[-1], split
+    rest = [p for p in parts if canonical_split(p) is None]
+    return (rest[-1] if rest else None), split
+
+
+def scan_folder(root: Path) -> tuple[list[Candidate], list[Reject], int]:
+    """Walk ``root`` (sorted, any depth). Symlinks leaving ``root`` and non-image files are rejected."""
+    root = root.resolve()
+    cands: list[Candidate] = []
+    rejects: list[Reject] = []
+    read = 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            rel = folder.relative_to(root).as_posix()
+            rejects.append(Reject("unreadable", f"cannot list folder: {exc.strerror}", source_path=rel))
+            read += 1
+            continue
+        subdirs = []
+        for entry in entries:
+            rel = Path(entry.path).relative_to(root).as_posix()
+            if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.is_symlink():
+                target = Path(entry.path).resolve()
+                if not target.is_relative_to(root):
+                    read += 1
+                    rejects.append(Reject("symlink_outside", f"symlink points outside the ingested folder "
+                                                             f"(to {target}); refused", source_path=rel))
+                    continue
+                if target.is_dir():
+                    read += 1
+                    rejects.append(Reject("symlinked_folder", "symlinked folder not followed (its files are "
+                                                              "ingested through their real path)", source_path=rel))
+                    continue
+            if entry.is_dir():
+                subdirs.append(Path(entry.path))
+                continue
+            read += 1
+            if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                rejects.append(Reject("not_an_image", f"not an image file (suffix {Path(entry.name).suffix or 'none'!r})",
+                                      source_path=rel))
+                continue
+            label, split = _label_and_split(Path(rel).parts[:-1])
+            cands.append(Candidate(rel, Path(entry.path), label, split))
+        stack.extend(reversed(subdirs))
+    cands.sort(key=lambda c: c.source_path)
+    return cands, rejects, read - len(cands)
+
+
+def read_folder(root: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
+                quiet: bool = False) -> SourceResult:
+    """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth."""
+    cands, rejects, read = scan_folder(root)
+    return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
+                             desc=f"ingest {root.name}", rejects=rejects, read=read)
+
+
+def _pick(header: list[str], names: tuple[str, ...]) -> int | None:
+    return next((header.index(n) for n in names if n in header), None)
+
+
+def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
+                   quiet: bool = False) -> SourceResult:
+    """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder."""
+    base = path.resolve().parent
+    with open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        i_path, i_label, i_split = _pick(header, PATH_COLUMNS), _pick(header, LABEL_COLUMNS), _pick(header, SPLIT_COLUMNS)
+        if i_path is None or i_label is None:
+            raise ValueError(f"{path}: header {header[:6]} needs a path column ({'/'.join(PATH_COLUMNS[:3])}) "
+                             f"and a label column ({'/'.join(LABEL_COLUMNS[:3])})")
+        cands: list[Candidate] = []
+        rejects: list[Reject] = []
+        seen: dict[str, int] = {}
+        read = 0
+        for row, fields in enumerate(reader):
+            read += 1
+            if not fields or all(not f.strip() for f in fields):
+                rejects.append(Reject("empty_line", "empty line", source_row=row))
+                continue
+            if len(fields) <= max(i_path, i_label, i_split or 0):
+                rejects.append(Reject("wrong_field_count", f"expected {len(header)} fields, found {len(fields)}",
+                                      source_row=row))
+                continue
+            rel = fields[i_path].strip()
+            label = fields[i_label].strip()
+            if not rel:
+                rejects.append(Reject("missing_path", "missing path", source_row=row))
+                continue
+            if not label:
+                rejects.append(Reject("missing_label", "missing label", source_row=row, source_path=rel))
+                continue
+            split = None
+            if i_split is not None and fields[i_split].strip():
+                split = canonical_split(fields[i_split])
+                if split is None:
+                    rejects.append(Reject("unknown_split", f"unknown split {fields[i_split].strip()[:30]!r}",
+                                          source_row=row, source_path=rel))
+                    continue
+            key = os.path.normpath(rel)
+            if key in seen:
+                rejects.append(Reject("duplicate_path", f"duplicate path: already listed at row {seen[key]}",
+                                      source_row=row, source_path=rel))
+                continue
+            seen[key] = row
+            file = (base / rel) if not os.path.isabs(rel) else Path(rel)
+            if not file.exists():
+                rejects.append(Reject("file_not_found", f"file not found: {file}", source_row=row, source_path=rel))
+                continue
+            cands.append(Candidate(rel, file, label, split, source_row=row))
+    return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
+                             desc=f"ingest {path.name}", rejects=rejects, read=read - len(cands))

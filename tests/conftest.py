@@ -1,0 +1,42 @@
+"""Shared fixtures: the bundled FER2013 sample ingested once per session, offline env vars."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CURATE_QUIET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The bundled FER2013 sample (Kaggle CSV format, 1,626 real rows)."""
+    from curate.pipeline import sample_path
+
+    return sample_path()
+
+
+@pytest.fixture(scope="session")
+def sample_ws_path(tmp_path_factory, sample_csv) -> Path:
+    """A workspace with the bundled sample ingested (session-wide; do not modify it)."""
+    from curate.ingest.api import ingest
+    from curate.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("sample_ws") / "ws"
+    ingest(Workspace(root), [sample_csv], quiet=True)
+    return root
+
+
+@pytest.fixture()
+def sample_ws(sample_ws_path, tmp_path):
+    """A private copy of the sample workspace that a test may modify."""
+    from curate.workspace import Workspace
+
+    dst = tmp_path / "ws"
+    shutil.copytree(sample_ws_path, dst)
+    return Workspace(dst)
