@@ -65,6 +65,22 @@ def is_grey(img: Image.Image) -> bool:
     return bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
 
 
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff_format(path: Path) -> str | None:
+    """Image format named by the file's magic bytes, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
 def decode_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode the first frame of an image file, EXIF-rotated, as L or RGB.
 
@@ -97,6 +113,9 @@ def decode_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Deco
     except DecodeError:
         raise
     except UnidentifiedImageError:
+        kind = sniff_format(path)
+        if kind:
+            raise DecodeError("corrupt", f"corrupt {kind} file: it cannot be decoded") from None
         raise DecodeError("not_an_image", "not an image file (no known image format)") from None
     except PermissionError as exc:
         raise DecodeError("unreadable", f"cannot read file: {exc.strerror}") from None
