@@ -1,0 +1,72 @@
+"""CLI surface (--help everywhere), pipelines (validation, overrides) and the end-to-end demo."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from curate.cli import app
+from curate.config import ConfigError, load_config, parse_overrides
+from curate.errors import CurateError
+from curate.pipeline import STEPS, load_pipeline, resolve_step
+
+runner = CliRunner()
+
+
+def _command_paths(group, prefix=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(cmd, click.Group):
+            yield from _command_paths(cmd, prefix + (name,))
+
+
+def test_every_command_has_help():
+    group = typer.main.get_command(app)
+    paths = list(_command_paths(group))
+    assert {("ingest",), ("info",), ("run",), ("demo",)} <= set(paths)
+    for path in paths:
+        result = runner.invoke(app, list(path) + ["--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_every_pipeline_step_resolves():
+    for name in STEPS:
+        assert callable(resolve_step(name)), name
+
+
+def test_unknown_step_is_refused_before_anything_runs(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("steps:\n  - ingest: {sources: [x]}\n  - frobnicate: {}\n")
+    with pytest.raises(CurateError, match="unknown step 'frobnicate'.*known steps"):
+        load_pipeline(p)
+    out = runner.invoke(app, ["run", str(p), "-w", str(tmp_path / "ws")])
+    assert out.exit_code == 2 and not (tmp_path / "ws").exists()
+
+
+def test_overrides_are_typed_and_unknown_keys_refused():
+    assert parse_overrides(["a.b=3", "c=[1, 2]", "d=true", "e=x"]) == {"a": {"b": 3}, "c": [1, 2], "d": True, "e": "x"}
+    assert load_config("ingest", ["max_pixels=5"])["max_pixels"] == 5
+    with pytest.raises(ConfigError, match="unknown option ingest.max_pixel"):
+        load_config("ingest", ["max_pixel=5"])
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    env = dict(os.environ, CURATE_QUIET="1")
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "demo", "-w", str(tmp_path / "demo"), "--json"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    steps = [s["step"] for s in result["steps"]]
+    assert steps[:2] == ["ingest", "info"]
+    assert result["steps"][0]["summary"]["kept"] == 1626
+    ws_json = json.loads((tmp_path / "demo" / "workspace.json").read_text())
+    assert [r["command"] for r in ws_json["runs"]][0] == "ingest"
+    assert (tmp_path / "demo" / "manifest.parquet").exists()
