@@ -90,6 +90,21 @@ def test_identical_pixels_share_a_digest_across_formats(tmp_path, faces):
     assert ws.manifest()["digest"].nunique() == 1
 
 
+def test_fer_file_names_give_the_original_usage(tmp_path, faces):
+    for rel in ("train/happy/Training_1.jpg", "test/sad/PublicTest_2.jpg", "test/sad/PrivateTest_3.jpg", "test/sad/other.jpg"):
+        p = tmp_path / "d" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(faces[len(rel) % 7], mode="L").save(p)
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, [tmp_path / "d"], quiet=True)
+    m = ws.manifest().set_index("source_path")["split"].to_dict()
+    assert m == {"test/sad/PrivateTest_3.jpg": "test", "test/sad/PublicTest_2.jpg": "val",
+                 "test/sad/other.jpg": "test", "train/happy/Training_1.jpg": "train"}
+    ws2 = Workspace(tmp_path / "ws2")
+    ingest(ws2, [tmp_path / "d"], overrides=["usage_from_filename=false"], quiet=True)
+    assert ws2.manifest()["split"].value_counts().to_dict() == {"test": 3, "train": 1}
+
+
 def test_exif_rotation_is_applied(tmp_path, faces):
     root = tmp_path / "d" / "happy"
     root.mkdir(parents=True)

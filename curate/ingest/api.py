@@ -55,7 +55,7 @@ def _read_source(path: Path, fmt: str, size: int, cfg: dict[str, Any], quiet: bo
         return read_fer2013_csv(path, size, quiet=quiet)
     opts = dict(max_pixels=int(cfg["max_pixels"]), workers=int(cfg["workers"]), quiet=quiet)
     if fmt == "folder":
-        return read_folder(path, size, **opts)
+        return read_folder(path, size, usage_from_filename=bool(cfg["usage_from_filename"]), **opts)
     return read_label_csv(path, size, **opts)
 
 

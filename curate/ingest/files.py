@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import pandas as pd
 from curate.ingest.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, pixel_digest, to_store
 from curate.ingest.fer2013 import open_text
 from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
-from curate.labels import canonical_label, canonical_split
+from curate.labels import FER2013_USAGE, canonical_label, canonical_split
 from curate.progress import progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
@@ -91,8 +92,21 @@ def _label_and_split(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
     return (rest[-1] if rest else None), split
 
 
-def scan_folder(root: Path) -> tuple[list[Candidate], list[Reject], int]:
-    """Walk ``root`` (sorted, any depth). Symlinks leaving ``root`` and non-image files are rejected."""
+FER_USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_\d+")
+
+
+def split_from_filename(name: str) -> str | None:
+    """FER2013 folder releases name files ``Training_<n>``, ``PublicTest_<n>``, ``PrivateTest_<n>``:
+    the prefix is the original Usage (train / val / test)."""
+    match = FER_USAGE_PREFIX.match(name)
+    return FER2013_USAGE[match.group(1)] if match else None
+
+
+def scan_folder(root: Path, usage_from_filename: bool = True) -> tuple[list[Candidate], list[Reject], int]:
+    """Walk ``root`` (sorted, any depth). Symlinks leaving ``root`` and non-image files are rejected.
+
+    With ``usage_from_filename``, FER2013-style names (``PublicTest_123.jpg``) set the split.
+    """
     root = root.resolve()
     cands: list[Candidate] = []
     rejects: list[Reject] = []
@@ -133,6 +147,8 @@ def scan_folder(root: Path) -> tuple[list[Candidate], list[Reject], int]:
                                       source_path=rel))
                 continue
             label, split = _label_and_split(Path(rel).parts[:-1])
+            if usage_from_filename:
+                split = split_from_filename(entry.name) or split
             cands.append(Candidate(rel, Path(entry.path), label, split))
         stack.extend(reversed(subdirs))
     cands.sort(key=lambda c: c.source_path)
@@ -140,9 +156,9 @@ def scan_folder(root: Path) -> tuple[list[Candidate], list[Reject], int]:
 
 
 def read_folder(root: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
-                quiet: bool = False) -> SourceResult:
+                quiet: bool = False, usage_from_filename: bool = True) -> SourceResult:
     """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth."""
-    cands, rejects, read = scan_folder(root)
+    cands, rejects, read = scan_folder(root, usage_from_filename)
     return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
                              desc=f"ingest {root.name}", rejects=rejects, read=read)
 
