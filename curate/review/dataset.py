@@ -1,0 +1,181 @@
+"""The workspace's persistent FiftyOne dataset: samples, evidence fields, issue tags, saved views.
+
+:func:`sync_dataset` creates the dataset or brings it up to date with the review table. Fields
+are declared through the FiftyOne API, then samples are written in batches (see
+:mod:`curate.review.bulk`): new ones inserted, existing ones updated in place. Tags a reviewer set (``keep``, ``exclude``,
+``relabel:<class>``, any other tag not starting with ``issue:``) and the ``review_label``
+field are never overwritten; samples without review tags get the latest decision as tags.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curate.review.bulk import insert_samples, update_samples
+from curate.review.decisions import decision_tags, is_review_tag, latest_decisions, read_decisions
+from curate.review.images import image_paths, write_missing_pngs
+from curate.review.table import ISSUE_TAG_PREFIX, QUALITY_CHECKS, field_name
+from curate.workspace import Workspace
+
+MANAGED_INFO_KEY = "curate_fields"
+SKIP_COLUMNS = {"image_id", "row", "label", "issue_tags", "prediction_label", "prediction_confidence"}
+
+
+def fiftyone():
+    """Import FiftyOne with usage tracking off (imports are slow: only when needed)."""
+    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+    import fiftyone as fo
+
+    fo.config.do_not_track = True
+    return fo
+
+
+def dataset_name(ws: Workspace) -> str:
+    """Stable dataset name for a workspace path: ``curate-<folder>-<hash of the full path>``."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", ws.root.name).strip("-")[:40] or "ws"
+    return f"curate-{slug}-{hashlib.sha1(str(ws.root).encode('utf-8')).hexdigest()[:8]}"
+
+
+def _field_type(fo, series: pd.Series):
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return fo.BooleanField
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return fo.IntField
+    if pd.api.types.is_float_dtype(series.dtype):
+        return fo.FloatField
+    return fo.StringField
+
+
+def field_columns(table: pd.DataFrame) -> list[str]:
+    """Columns of the review table stored as plain sample fields."""
+    return [c for c in table.columns if c not in SKIP_COLUMNS]
+
+
+def sample_tags(existing: list[str] | None, issues: list[str], latest: tuple[str, str | None] | None) -> list[str]:
+    """Reviewer tags kept, ``issue:*`` tags replaced; a decided sample without review tags gets them."""
+    kept = [t for t in (existing or []) if not t.startswith(ISSUE_TAG_PREFIX)]
+    if latest is not None and not any(is_review_tag(t) for t in kept):
+        kept += decision_tags(*latest)
+    return kept + [t for t in issues if t not in kept]
+
+
+def sync_dataset(ws: Workspace, table: pd.DataFrame, checks: list[str], *, quiet: bool = False) -> dict[str, Any]:
+    """Create or update the dataset from the review table; returns counts and the dataset name."""
+    fo = fiftyone()
+    name = dataset_name(ws)
+    paths = image_paths(ws, table["image_id"])
+    pngs = write_missing_pngs(ws, paths, quiet=quiet)
+    table = table.assign(filepath=paths)
+    ds = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
+    ds.persistent = True
+    columns = field_columns(table)
+    _declare_fields(fo, ds, table, columns)
+    latest = latest_decisions(read_decisions(ws))
+    decided = {i: (r["decision"], None if pd.isna(r["new_label"]) else r["new_label"]) for i, r in latest.iterrows()}
+
+    existing_ids = ds.values("image_id") if len(ds) else []
+    sample_ids = ds.values("id") if len(ds) else []
+    old_tags = dict(zip(existing_ids, ds.values("tags"))) if len(ds) else {}
+    wanted = set(table["image_id"].astype(str))
+    stale = [sid for sid, iid in zip(sample_ids, existing_ids) if iid not in wanted]
+    if stale:
+        ds.delete_samples(stale)
+    by_id = table.set_index(table["image_id"].astype(str))
+    tags = [sample_tags(old_tags.get(iid), issues, decided.get(iid))
+            for iid, issues in zip(by_id.index, by_id["issue_tags"])]
+    is_new = ~by_id.index.isin(list(old_tags))
+    new_tags = [t for t, flag in zip(tags, is_new) if flag]
+    added = insert_samples(ds, by_id[is_new], columns, new_tags, ws.image_size) if is_new.any() else 0
+    updated = 0
+    if (~is_new).any():
+        id_of = dict(zip(existing_ids, sample_ids))
+        old_rows = by_id[~is_new]
+        updated = update_samples(ds, [id_of[i] for i in old_rows.index], old_rows, columns,
+                                 [t for t, flag in zip(tags, is_new) if not flag])
+    ds.reload()
+    _drop_stale_fields(ds, columns)
+    views = save_views(ds, checks)
+    return {"dataset": name, "samples": len(ds), "added": added, "updated": updated,
+            "removed": len(stale), "pngs_written": pngs["written"], "png_errors": pngs["errors"],
+            "views": views, "flagged": int(table["flagged_any"].sum())}
+
+
+def _declare_fields(fo, ds, table: pd.DataFrame, columns: list[str]) -> None:
+    schema = ds.get_field_schema()
+    for col in columns:
+        wanted = _field_type(fo, table[col])
+        if col in schema and col != "filepath" and type(schema[col]) is not wanted:
+            ds.delete_sample_field(col)  # a managed field whose type changed between builds
+            schema.pop(col)
+        if col not in schema:
+            ds.add_sample_field(col, wanted)
+    for col in ("ground_truth", "prediction"):
+        if col not in schema and (col == "ground_truth" or table["prediction_label"].notna().any()):
+            ds.add_sample_field(col, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    for col in ("image_id", "review_label"):
+        if col not in schema:
+            ds.add_sample_field(col, fo.StringField)
+    ds.create_index("image_id")
+
+
+def _drop_stale_fields(ds, columns: list[str]) -> None:
+    """Delete fields an earlier build managed that the table no longer has (a removed check)."""
+    previous = set(ds.info.get(MANAGED_INFO_KEY, []))
+    stale = sorted(previous - set(columns) - {"filepath"})
+    schema = ds.get_field_schema()
+    for name in stale:
+        if name in schema:
+            ds.delete_sample_field(name)
+    ds.info[MANAGED_INFO_KEY] = [c for c in columns if c != "filepath"]
+    ds.save()
+
+
+def save_views(ds, checks: list[str]) -> list[str]:
+    """Saved views per issue type (only for issues present); returns their names."""
+    from fiftyone import ViewField as F
+
+    specs: list[tuple[str, str, Any]] = []
+    schema = ds.get_field_schema()
+
+    def flagged(check: str):
+        return F(f"{field_name(check)}_flagged") == True  # noqa: E712 (a Mongo expression)
+
+    if "mislabel" in checks:
+        specs.append(("mislabel-candidates", "Mislabel candidates, most suspicious first",
+                      ds.match(flagged("mislabel")).sort_by("mislabel_score", reverse=True)))
+    if "dup_cluster_type" in schema:
+        specs.append(("inter-class-duplicates", "Copies of one image with different labels, cluster by cluster",
+                      ds.match(F("dup_cluster_type") == "inter_class").sort_by("dup_cluster_id")))
+        specs.append(("inter-class-duplicate-groups", "Inter-class duplicates as dynamic groups (one cluster each)",
+                      ds.match(F("dup_cluster_type") == "inter_class").group_by("dup_cluster_id")))
+        leak = F("dup_cross_split") == True if "dup_cross_split" in schema else F("dup_cluster_type") == "cross_split"  # noqa: E712
+        specs.append(("cross-split-leaks", "Images with a copy in another split, cluster by cluster",
+                      ds.match(leak).sort_by("dup_cluster_id")))
+    for check, name, desc in (("non_face", "non-faces", "Not a face, most likely first"),
+                              ("watermark", "watermarks", "Watermark or overlaid text"),
+                              ("misaligned", "misaligned", "Face off-centre, rotated or badly cropped"),
+                              ("cartoon", "cartoons", "Drawings and cartoons"),
+                              ("occlusion", "occluded", "Face hidden by hands, objects or text")):
+        if check in checks:
+            specs.append((name, desc, ds.match(flagged(check)).sort_by(f"{field_name(check)}_score", reverse=True)))
+    quality = [c for c in QUALITY_CHECKS if c in checks]
+    if quality:
+        expr = flagged(quality[0])
+        for c in quality[1:]:
+            expr = expr | flagged(c)
+        specs.append(("low-quality", f"Flagged by {', '.join(quality)}", ds.match(expr)))
+    if checks or "dup_cluster_type" in schema:
+        expr = F("flagged_any") == True  # noqa: E712
+        if "dup_cluster_type" in schema:
+            expr = expr | F("dup_cluster_id").exists()
+        specs.append(("to-review", "Every flagged or clustered image", ds.match(expr)))
+    specs.append(("decided", "Samples carrying a review tag (keep, exclude, relabel:<class>)",
+                  ds.match(F("tags").filter(F().starts_with("relabel:") | F().is_in(["keep", "exclude"])).length() > 0)))
+    for name, desc, view in specs:
+        ds.save_view(name, view, description=desc, overwrite=True)
+    return [name for name, _, _ in specs]
