@@ -1,0 +1,34 @@
+"""``curate report``: write the self-contained HTML audit report of a workspace."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+
+
+def _render(s: dict) -> str:
+    return (f"report written to {s['report']} ({s['bytes'] / 1e6:.1f} MB, {s['thumbnails']} thumbnails, "
+            f"sections: {', '.join(s['sections'])}) in {s['seconds']:.1f}s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``curate report`` to the CLI."""
+
+    @app.command("report")
+    def report(workspace: Path = WorkspaceOpt, set_: Optional[List[str]] = SetOpt,
+               config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt, quiet: bool = QuietOpt) -> None:
+        """Write report/index.html: counts, class balance before/after, issue galleries, duplicates, noise, runs."""
+        from curate.config import deep_merge, parse_overrides, read_yaml
+        from curate.report.api import report_step
+        from curate.workspace import Workspace
+
+        def go():
+            options = read_yaml(config) if config is not None else {}
+            options = deep_merge(options, parse_overrides(set_ or []))
+            summary = report_step(Workspace.open(workspace), options, quiet=quiet)
+            emit(summary, as_json, _render, quiet)
+
+        run_guarded(go)
