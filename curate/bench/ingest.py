@@ -106,8 +106,8 @@ def render_report(r: dict[str, Any]) -> str:
         lines += ["", f"Folder layout (`fer2013-folders.tar.gz` extracted): {f['images']:,} images, {f['rejects']} rejects, "
                       f"{f['seconds']:.1f} s, peak {f['peak_mb']:.0f} MB, splits {f['splits']}, counts match: "
                       f"**{f['counts_match']}**.",
-                  "The folder release has only train/ and test/ (PublicTest and PrivateTest together), so its"
-                  " split counts differ from the CSV's three Usages by construction."]
+                  "The folder release has only train/ and test/ folders; the file-name prefixes (Training_, PublicTest_,"
+                  " PrivateTest_) give back the CSV's three Usages (ingest option `usage_from_filename`)."]
     lines += ["", "Timings on the 2-core development machine; the load average column shows how busy it was",
               "(other processes slow both readers alike; the ratio is the figure that matters)."]
     return "\n".join(lines) + "\n"

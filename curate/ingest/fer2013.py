@@ -6,6 +6,7 @@ import gzip
 import io
 import math
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -261,6 +262,10 @@ def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarra
         1 for r in rejects if r.code == "truncated_gzip"))
 
 
+_VALID = np.zeros(256, dtype=bool)
+_VALID[[32, *range(48, 58)]] = True
+
+
 def parse_pixel_array(chunk, expected: int) -> np.ndarray | None:
     """Parse an Arrow string array of pixel rows straight from its buffers (vectorised).
 
@@ -270,31 +275,27 @@ def parse_pixel_array(chunk, expected: int) -> np.ndarray | None:
     n = len(chunk)
     if n == 0 or chunk.null_count:
         return None
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset: chunk.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset: chunk.offset + n + 1]
     buf = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
     offsets = offsets - offsets[0]
-    if np.any(np.diff(offsets) == 0):
+    if np.any(np.diff(offsets) == 0) or not _VALID[buf].all():
         return None
-    is_sep = buf == 32
-    digit = buf - np.uint8(48)
-    if not np.all(is_sep | (digit <= 9)):
-        return None
-    sep = np.flatnonzero(is_sep)
+    sep = np.flatnonzero(buf == 32).astype(np.int32)
     if len(sep) != n * (expected - 1) or np.any(np.diff(np.searchsorted(sep, offsets)) != expected - 1):
         return None
     sep = sep.reshape(n, expected - 1)
-    ends = np.empty((n, expected), dtype=np.int64)
-    ends[:, :-1], ends[:, -1] = sep, offsets[1:]
-    starts = np.empty_like(ends)
-    starts[:, 0], starts[:, 1:] = offsets[:-1], sep + 1
-    lengths = ends - starts
+    last = np.empty((n, expected), dtype=np.int32)      # index of each token's last digit
+    last[:, :-1], last[:, -1] = sep - 1, offsets[1:] - 1
+    lengths = np.empty((n, expected), dtype=np.int32)
+    lengths[:, 0] = sep[:, 0] - offsets[:-1]
+    lengths[:, 1:-1] = np.diff(sep, axis=1) - 1
+    lengths[:, -1] = offsets[1:] - sep[:, -1] - 1
     if lengths.min() < 1 or lengths.max() > 3:
         return None
-    last = ends - 1
-    d16 = digit.astype(np.uint16)
-    value = np.take(d16, last)
-    value += np.take(d16, last - 1) * 10 * (lengths >= 2)
-    value += np.take(d16, last - 2) * 100 * (lengths >= 3)
+    digit = (buf - np.uint8(48)).astype(np.uint16)
+    value = np.take(digit, last)
+    value += np.take(digit, last - 1) * np.uint16(10) * (lengths >= 2)
+    value += np.take(digit, last - 2) * np.uint16(100) * (lengths >= 3)
     if value.max(initial=0) > 255:
         return None
     return value.astype(np.uint8)
@@ -367,14 +368,18 @@ def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None
     expected, side = 48 * 48, 48
     meta: list[tuple[int, str, str, str | None]] = []
     blocks: list[np.ndarray] = []
-    start = 0
-    bar = progress(total=table.num_rows, desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    parts, starts, start = [], [], 0
     for chunk in pixels.chunks:
         for s in range(0, len(chunk), BLOCK):
-            part = chunk.slice(s, BLOCK)
-            idx = np.arange(start + s, start + s + len(part))
+            parts.append(chunk.slice(s, BLOCK))
+            starts.append(start + s)
+        start += len(chunk)
+    bar = progress(total=table.num_rows, desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy releases the GIL while parsing
+        parsed = pool.map(lambda part: parse_pixel_array(part, expected), parts)
+        for part, first, values in zip(parts, starts, parsed):
+            idx = np.arange(first, first + len(part))
             keep = valid[idx]
-            values = parse_pixel_array(part, expected)
             if values is None:
                 texts = part.to_pylist()
                 values = np.zeros((len(part), expected), np.uint8)
@@ -391,7 +396,6 @@ def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None
             for j in idx[keep]:
                 meta.append((int(rows[j]), CLASSES[int(code_list[j])], code_list[j], split_list[j]))
             bar.update(len(part))
-        start += len(chunk)
     bar.close()
     return _finish(meta, blocks, rejects, total, side, image_size)
 
