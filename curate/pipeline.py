@@ -29,6 +29,8 @@ StepFn = Callable[..., dict]
 STEPS: dict[str, str] = {
     "ingest": "curate.ingest.api:ingest_step",
     "info": "curate.info:info_step",
+    "mislabel": "curate.mislabel.api:mislabel_step",
+    "mislabel_bench": "curate.mislabel.api:mislabel_bench_step",
     "report": "curate.report.api:report_step",
 }
 """Step name -> "module:function". Each function is ``fn(ws, options, *, seed, quiet) -> dict``."""

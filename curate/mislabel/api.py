@@ -1,0 +1,181 @@
+"""Orchestration of the mislabel check: workspace in, OOF files and findings out.
+
+``run_mislabel`` is behind both ``curate mislabel`` and the pipeline step ``mislabel``.
+Outputs (workspace root): ``oof_probs.npy`` (N x C float32), ``oof_index.parquet``
+(image_id, fold, given_label; row i = probs row i), ``oof_meta.json``; per-fold results in
+``mislabel/fold_<k>.npz``; extra signals in ``mislabel/signals.npz``; and ``check="mislabel"``
+rows in ``findings.parquet``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from curate.config import load_config
+from curate.errors import CurateError
+from curate.labels import CLASSES
+from curate.workspace import Workspace, utc_now
+
+CHECK = "mislabel"
+
+
+def labelled_rows(manifest: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(row positions with a label, class names, label index per such row)."""
+    labels = manifest["label"]
+    rows = np.flatnonzero(labels.notna().to_numpy())
+    present = pd.unique(labels.iloc[rows].astype(str))
+    classes = list(CLASSES) + sorted(c for c in present if c not in CLASSES)
+    lookup = {c: i for i, c in enumerate(classes)}
+    y = np.array([lookup[str(v)] for v in labels.iloc[rows]], dtype=np.int64)
+    return rows, classes, y
+
+
+def group_ids(ws: Workspace, rows: np.ndarray) -> tuple[np.ndarray, str]:
+    """Duplicate groups of the labelled rows: dedupe clusters when present, plus equal digests."""
+    from curate.mislabel.folds import duplicate_groups
+
+    manifest = ws.manifest().iloc[rows]
+    ids = manifest["image_id"].astype(str).to_numpy()
+    keys: list[Any] = [manifest["digest"].astype(object).where(manifest["digest"].notna(), None).to_numpy()]
+    source = "digest"
+    dups = ws.read_parquet("duplicates.parquet")
+    if dups is not None and len(dups):
+        cluster = pd.Series(dups["cluster_id"].to_numpy(), index=dups["image_id"].astype(str))
+        cluster = cluster[~cluster.index.duplicated()]
+        keys.append(pd.Series(ids).map(cluster).astype(object).to_numpy())
+        source = "duplicates.parquet+digest"
+    return duplicate_groups(len(rows), *keys), source
+
+
+def _recipe(cfg: dict[str, Any]) -> dict[str, Any]:
+    from curate.train.recipes import load_recipe
+
+    return load_recipe(cfg["recipe"], cfg.get("recipe_overrides") or None)
+
+
+def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None = None,
+                 config_file: str | Path | None = None, seed: int = 0, quiet: bool = False,
+                 log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Compute probabilities (k-fold or one dynamics run), score every labelled image, write findings."""
+    from curate.findings import make_findings, write_findings
+    from curate.mislabel.folds import assign_folds
+    from curate.mislabel.scoring import evidence_text, knn_label_distribution, score_variant
+
+    started = utc_now()
+    t0 = time.perf_counter()
+    cfg = load_config("mislabel", overrides, config_file)
+    mode = cfg["mode"]
+    if mode not in ("oof", "dynamics"):
+        raise CurateError(f"mislabel mode {mode!r}: choose oof or dynamics", exit_code=2)
+    manifest = ws.manifest()
+    rows, classes, y = labelled_rows(manifest)
+    if len(rows) < 2 * int(cfg["folds"]):
+        raise CurateError(f"{ws.root}: only {len(rows)} labelled images; the mislabel check needs at least "
+                          f"{2 * int(cfg['folds'])}")
+    ids = manifest["image_id"].iloc[rows].astype(str).to_numpy()
+    images = ws.pixels()[rows] if len(rows) < len(manifest) else ws.pixels()
+    groups, group_source = group_ids(ws, rows)
+    recipe = _recipe(cfg)
+    n_classes = len(classes)
+    summary: dict[str, Any] = {"mode": mode, "images": int(len(rows)), "classes": classes,
+                               "recipe": recipe["name"], "groups_from": group_source}
+    if mode == "oof":
+        from curate.mislabel.oof import fingerprint, run_oof, save_fold
+
+        k = int(cfg["folds"])
+        folds = assign_folds(y, groups, k=k, seed=seed)
+        fp = fingerprint(ids, y, folds, recipe, seed, {"tta": bool(cfg["tta"]), "classes": classes})
+        oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
+                      fingerprint_=fp, seed=seed, device=cfg["device"], tta=bool(cfg["tta"]), quiet=quiet, log=log)
+        probs, aum = oof.probs, oof.aum
+        knn = knn_label_distribution(oof.embeddings, y, n_classes, k=int(cfg["knn"]["k"]), blocks=folds,
+                                     groups=groups)
+        accuracy = float((probs.argmax(axis=1) == y).mean())
+        save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
+                 fold_seconds=oof.seconds)
+        save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
+                  embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups)
+        summary.update({"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
+                        "oof_accuracy": round(accuracy, 4),
+                        "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()}})
+        scores = score_variant(cfg["variant"], probs, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
+                               aum_weight=float(cfg["aum_weight"]))
+    else:
+        probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg["device"], quiet=quiet)
+        scores = dynamics_scores(probs, y, aum, float(cfg["dynamics"]["aum_threshold"]))
+        summary["train_accuracy"] = round(float((probs.argmax(axis=1) == y).mean()), 4)
+    evidence = evidence_text(scores.probs, y, classes, knn=knn, aum=aum)
+    suggested = [classes[s] if s >= 0 else None for s in scores.suggested]
+    rows_df = make_findings(ids, CHECK, scores.score, scores.flagged, evidence, suggested)
+    write_findings(ws, rows_df, checks=[CHECK])
+    pairs = (pd.Series([f"{classes[a]}->{classes[b]}" for a, b in zip(y[scores.flagged],
+                                                                       scores.suggested[scores.flagged])])
+             .value_counts().head(8).to_dict())
+    summary.update({"variant": scores.variant, "estimated_issues": int(scores.estimated_issues),
+                    "flagged": int(scores.flagged.sum()), "top_flagged_pairs": pairs,
+                    "seconds": round(time.perf_counter() - t0, 1)})
+    ws.record_run("mislabel", seed=seed, started=started, options=dict(cfg),
+                  counts={"images": summary["images"], "flagged": summary["flagged"]})
+    return summary
+
+
+def save_oof(ws: Workspace, ids: np.ndarray, folds: np.ndarray, y: np.ndarray, probs: np.ndarray,
+             classes: list[str], recipe: dict[str, Any], k: int, accuracy: float, **extra: Any) -> None:
+    """Write the OOF contract files (oof_probs.npy, oof_index.parquet, oof_meta.json) atomically."""
+    from curate import atomic
+
+    with atomic.atomic_path(ws.path("oof_probs.npy")) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(probs, dtype=np.float32))
+    index = pd.DataFrame({"image_id": pd.array(ids, dtype="string"), "fold": folds.astype(np.int64),
+                          "given_label": pd.array([classes[i] for i in y], dtype="string")})
+    ws.write_parquet("oof_index.parquet", index)
+    ws.write_json("oof_meta.json", {"classes": classes, "recipe": recipe, "folds": int(k),
+                                    "accuracy": round(float(accuracy), 6), **extra})
+
+
+def dynamics_run(images: np.ndarray, y: np.ndarray, recipe: dict[str, Any], n_classes: int, *, seed: int,
+                 device: str, quiet: bool) -> tuple[np.ndarray, np.ndarray, None]:
+    """One training run on every image: final-model probabilities and per-image AUM."""
+    from curate.train.trainer import fit, predict_proba
+
+    result = fit(np.asarray(images), y, recipe, num_classes=n_classes, seed=seed, device=device, quiet=quiet,
+                 record_dynamics=True)
+    probs = predict_proba(result.model, np.asarray(images), tta=False, device=device)
+    dyn = np.asarray(result.dynamics, dtype=np.float64)
+    return np.asarray(probs, np.float64), dyn.mean(axis=0), None
+
+
+def dynamics_scores(probs: np.ndarray, y: np.ndarray, aum: np.ndarray, threshold: float):
+    """Score = rank of -AUM; flagged = AUM below ``threshold`` and the final model disagrees."""
+    from curate.mislabel.scoring import MislabelScores, best_other_class, rank01
+
+    disagree = probs.argmax(axis=1) != y
+    flagged = (aum < threshold) & disagree
+    suggested = np.where(flagged | disagree, best_other_class(probs, y), -1)
+    return MislabelScores(score=rank01(-aum), flagged=flagged, suggested=suggested, probs=probs,
+                          estimated_issues=int(flagged.sum()), variant="aum_single_run")
+
+
+def mislabel_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``mislabel``: options are configs/mislabel.yaml keys."""
+    return run_mislabel(ws, overrides=options or None, seed=seed, quiet=quiet)
+
+
+def mislabel_bench_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``mislabel_bench``: options ``out`` (workspace of the flipped copy), ``subset``,
+    ``flip_rate``, ``report`` (markdown path) and ``mislabel`` (overrides of configs/mislabel.yaml)."""
+    from curate.mislabel.bench import run_bench
+
+    known = {"out", "subset", "flip_rate", "report", "mislabel"}
+    unknown = set(options) - known
+    if unknown:
+        raise CurateError(f"mislabel_bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
+    out = Path(options.get("out") or (str(ws.root) + "-flipped"))
+    return run_bench(ws, out, subset=int(options.get("subset", 8000)), flip_rate=float(options.get("flip_rate", 0.1)),
+                     seed=seed, overrides=options.get("mislabel") or None,
+                     report=Path(options["report"]) if options.get("report") else None, quiet=quiet)
