@@ -130,6 +130,8 @@ def _render_pipeline(result: dict) -> str:
 from curate.mislabel.cli import register as _register_mislabel; _register_mislabel(app)  # noqa: E402,E702
 from curate.review.cli import register as _register_review; _register_review(app)  # noqa: E402,E702
 from curate.report.cli import register as _register_report; _register_report(app)  # noqa: E402,E702
+from curate.split.cli import register as _register_split; _register_split(app)  # noqa: E402,E702
+from curate.train.cli import register as _register_train; _register_train(app)  # noqa: E402,E702
 
 
 def main() -> None:

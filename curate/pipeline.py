@@ -31,6 +31,8 @@ STEPS: dict[str, str] = {
     "info": "curate.info:info_step",
     "mislabel": "curate.mislabel.api:mislabel_step",
     "mislabel_bench": "curate.mislabel.api:mislabel_bench_step",
+    "split": "curate.split.api:split_step",
+    "train-eval": "curate.train.api:train_eval_step",
     "report": "curate.report.api:report_step",
 }
 """Step name -> "module:function". Each function is ``fn(ws, options, *, seed, quiet) -> dict``."""

@@ -1,0 +1,1 @@
+"""Cleaned, leak-free, balanced splits (`curate split`) and their exports."""

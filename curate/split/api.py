@@ -1,0 +1,168 @@
+"""`curate split`: apply the cleaning policy and write splits/<name>/ (manifest, ledger, report, exports)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from curate.config import load_config
+from curate.errors import CurateError
+from curate.labels import CLASSES
+from curate.split import policy
+from curate.split.report import write_report
+from curate.workspace import Workspace, utc_now
+
+SPLIT_MANIFEST_COLUMNS = ("image_id", "split", "label", "weight")
+EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
+
+
+def split_dir(ws: Workspace, name: str) -> Path:
+    """Folder of a named split."""
+    return ws.path("splits") / name
+
+
+def read_split(ws: Workspace, name: str) -> pd.DataFrame:
+    """splits/<name>/manifest.parquet, with a clear error naming the command that makes it."""
+    path = split_dir(ws, name) / "manifest.parquet"
+    if not path.exists():
+        known = sorted(p.name for p in ws.path("splits").glob("*") if (p / "manifest.parquet").exists()) \
+            if ws.path("splits").exists() else []
+        raise CurateError(f"{path}: no split named {name!r}; run `curate split -w {ws.root} --name {name}` first"
+                          + (f" (existing splits: {', '.join(known)})" if known else ""))
+    return pd.read_parquet(path)
+
+
+def _classes(manifest: pd.DataFrame) -> list[str]:
+    present = set(manifest["label"].dropna().astype(str))
+    extra = sorted(present - set(CLASSES))
+    return list(CLASSES) + extra
+
+
+def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = None, clean_test: bool | None = None,
+                resplit_val: bool | None = None, balance: str | None = None, export: Iterable[str] | None = None,
+                overrides: Any = None, config_file: str | Path | None = None, seed: int = 0,
+                quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
+    """Apply decisions -> duplicates -> findings, assign splits, balance, write outputs; returns a summary."""
+    started = utc_now()
+    t0 = time.perf_counter()
+    cfg = load_config("split", overrides, config_file)
+    for key, value in (("raw", raw), ("clean_test", clean_test), ("resplit_val", resplit_val),
+                       ("balance", balance)):
+        if value is not None:
+            cfg[key] = value
+    if export is not None:
+        cfg["export"] = list(export)
+    if name is None:
+        name = "raw" if cfg["raw"] and cfg["name"] == "cleaned" else cfg["name"]
+    if not name or "/" in name or name.startswith("."):
+        raise CurateError(f"bad split name {name!r} (a plain folder name, e.g. cleaned)", exit_code=2)
+    bad = [f for f in cfg["export"] if f not in EXPORT_FORMATS]
+    if bad:
+        raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
+    if cfg["raw"] and cfg["clean_test"]:
+        raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
+
+    ws = Workspace.open(ws.root)
+    manifest = ws.manifest()
+    if manifest.empty:
+        raise CurateError(f"{ws.manifest_path}: the workspace holds no images")
+    classes = _classes(manifest)
+    ledger = policy.new_ledger(manifest)
+    steps: dict[str, Any] = {"unlabelled": int((ledger["status"] == "removed").sum())}
+    inputs = {"decisions": None, "duplicates": None, "findings": None}
+    if not cfg["raw"]:
+        clean_test_flag = bool(cfg["clean_test"])
+        if cfg["decisions"]:
+            decisions = ws.read_parquet("decisions.parquet")
+            inputs["decisions"] = None if decisions is None else len(decisions)
+            steps["decisions"] = policy.apply_decisions(ledger, decisions, classes, clean_test=clean_test_flag)
+        dup_cfg = cfg["duplicates"]
+        duplicates = ws.read_parquet("duplicates.parquet")
+        inputs["duplicates"] = None if duplicates is None else len(duplicates)
+        if dup_cfg["apply"]:
+            guards = ["test"] + ([] if cfg["resplit_val"] else ["val"])
+            steps["duplicates"] = policy.apply_duplicates(
+                ledger, duplicates, clean_test=clean_test_flag, actions=dup_cfg["actions"],
+                guard_splits=guards if dup_cfg["leak_guard"] else [])
+        find_cfg = cfg["findings"]
+        if find_cfg["apply"]:
+            findings = ws.read_parquet("findings.parquet")
+            inputs["findings"] = None if findings is None else len(findings)
+            steps["findings"] = policy.apply_findings(ledger, findings, find_cfg["exclude_checks"],
+                                                      clean_test=clean_test_flag)
+    else:
+        duplicates = ws.read_parquet("duplicates.parquet")
+        if duplicates is not None:  # groups only: the raw split still never splits a cluster when it splits
+            policy.apply_duplicates(ledger, duplicates, clean_test=False, actions=[], guard_splits=[])
+    ledger["split"] = policy.assign_splits(ledger, resplit_val=bool(cfg["resplit_val"]),
+                                           val_fraction=float(cfg["val_fraction"]),
+                                           test_fraction=float(cfg["test_fraction"]), seed=seed)
+    kept = ledger[ledger["status"] == "kept"]
+    frame = pd.DataFrame({"image_id": kept["image_id"].astype("string"), "split": kept["split"].astype("string"),
+                          "label": kept["label"].astype("string"), "weight": np.ones(len(kept))})
+    frame = policy.balance(frame, cfg["balance"], seed)
+    order = {"train": 0, "val": 1, "test": 2}
+    frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o"], kind="stable").drop(columns="_o")
+    frame = frame.reset_index(drop=True)
+
+    out = split_dir(ws, name)
+    out.mkdir(parents=True, exist_ok=True)
+    ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
+    ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
+    options = {k: cfg[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
+                                   "decisions", "duplicates", "findings")}
+    summary = {
+        "name": name, "workspace": str(ws.root), "path": str(out), "seed": seed, "options": options,
+        "inputs": inputs, "steps": steps, "images_before": len(ledger),
+        "removed": int((ledger["status"] == "removed").sum()),
+        "relabelled": int((ledger["status"].eq("kept") & ledger["label"].ne(ledger["given_label"])).sum()),
+        "rows_after": len(frame),
+        "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},
+        "classes": classes,
+    }
+    write_report(out / "report.md", ledger, frame, summary)
+    summary["report"] = str(out / "report.md")
+    if cfg["export"]:
+        from curate.split.export import export_split
+
+        summary["exports"] = export_split(ws, name, cfg["export"], quiet=quiet)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    ws.write_json(f"splits/{name}/split.json", summary)
+    ws.record_run("split", argv=argv, seed=seed, started=started, options=options | {"name": name},
+                  counts={"before": summary["images_before"], "removed": summary["removed"],
+                          "relabelled": summary["relabelled"], **summary["counts"]})
+    return summary
+
+
+def split_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``split``: options ``name``, ``raw``, ``clean_test``, ``balance``, ``export``, ``set``."""
+    opts = dict(options)
+    known = {"name", "raw", "clean_test", "resplit_val", "balance", "export", "set"}
+    unknown = set(opts) - known
+    if unknown:
+        raise CurateError(f"split step: unknown option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}",
+                          exit_code=2)
+    return build_split(ws, name=opts.get("name"), raw=opts.get("raw"), clean_test=opts.get("clean_test"),
+                       resplit_val=opts.get("resplit_val"), balance=opts.get("balance"), export=opts.get("export"),
+                       overrides=opts.get("set"), seed=seed, quiet=quiet, argv=["pipeline", "split"])
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    """Human-readable summary of a split run."""
+    c = s["counts"]
+    lines = [f"split {s['name']}: {s['images_before']:,} images -> {s['rows_after']:,} rows "
+             f"(train {c['train']:,}, val {c['val']:,}, test {c['test']:,})",
+             f"  removed {s['removed']:,}, relabelled {s['relabelled']:,}"
+             + ("  [raw: no cleaning]" if s["options"]["raw"] else "")
+             + ("  [test split cleaned too]" if s["options"]["clean_test"] else "")]
+    for step, counts in s["steps"].items():
+        if isinstance(counts, dict):
+            shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+            lines.append(f"  {step}: {shown or 'nothing'}")
+    lines.append(f"  report: {s['report']}")
+    for fmt, path in (s.get("exports") or {}).items():
+        lines.append(f"  export {fmt}: {path}")
+    return "\n".join(lines)

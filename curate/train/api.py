@@ -1,0 +1,193 @@
+"""`curate train-eval` and `curate compare`: train on a split, evaluate on its test split, compare runs.
+
+runs/<name>/ holds metrics.json (contract fields), history.json, predictions.parquet,
+confusion.png, curves.png, model.pt + model.json, and checkpoints/ (last.pt + last.json).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from curate.errors import CurateError
+from curate.labels import CLASSES
+from curate.workspace import Workspace, utc_now
+
+
+def run_dir(ws: Workspace, name: str) -> Path:
+    """Folder of a named run."""
+    return ws.path("runs") / name
+
+
+def _classes(labels: pd.Series) -> list[str]:
+    extra = sorted(set(labels.astype(str)) - set(CLASSES))
+    return list(CLASSES) + extra
+
+
+def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: str | None = None,
+               name: str | None = None, overrides: Any = None, seed: int = 0, device: str = "auto",
+               resume: bool = False, quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
+    """Train ``recipe`` on splits/<split> train rows (val for model selection), evaluate on test."""
+    from curate.split.api import read_split
+    from curate.train import plots
+    from curate.train.metrics import evaluate
+    from curate.train.recipes import load_recipe
+    from curate.train.trainer import ResumeMismatch, fit, predict_proba, resolve_device, save_model
+
+    started = utc_now()
+    t0 = time.perf_counter()
+    ws = Workspace.open(ws.root)
+    extra = dict(overrides) if isinstance(overrides, dict) else None
+    rec = load_recipe(recipe or "cpu_fast", extra if extra is not None else overrides)
+    if model:
+        rec = load_recipe(rec | {"model": model, "model_args": {} if model != rec["model"] else rec["model_args"]})
+    name = name or f"{split}-{rec['name']}" + (f"-{model}" if model else "")
+    if not name or "/" in name or name.startswith("."):
+        raise CurateError(f"bad run name {name!r}", exit_code=2)
+    frame = read_split(ws, split)
+    classes = _classes(frame["label"])
+    index = {c: i for i, c in enumerate(classes)}
+    pixels = ws.pixels()
+    parts = {}
+    for s in ("train", "val", "test"):
+        rows = frame[frame["split"] == s]
+        parts[s] = (rows, np.asarray(pixels[ws.index_of(rows["image_id"])]) if len(rows) else
+                    np.zeros((0,) + pixels.shape[1:], np.uint8), rows["label"].map(index).to_numpy(np.int64))
+    if len(parts["train"][0]) == 0:
+        raise CurateError(f"split {split!r} has no train rows")
+    eval_split = "test" if len(parts["test"][0]) else "val"
+    if len(parts[eval_split][0]) == 0:
+        raise CurateError(f"split {split!r} has neither test nor val rows to evaluate on")
+    out = run_dir(ws, name)
+    if out.exists() and not resume and (out / "metrics.json").exists():
+        raise CurateError(f"{out}: a finished run of this name exists; choose --name or pass --resume", exit_code=2)
+    out.mkdir(parents=True, exist_ok=True)
+    train_rows, x_tr, y_tr = parts["train"]
+    _, x_val, y_val = parts["val"]
+    has_val = len(y_val) > 0 and eval_split == "test"
+    try:
+        result = fit(x_tr, y_tr, rec, val_images=x_val if has_val else None, val_labels=y_val if has_val else None,
+                     num_classes=len(classes), seed=seed, device=device, quiet=quiet,
+                     checkpoint_dir=out / "checkpoints", sample_weights=train_rows["weight"].to_numpy(np.float32),
+                     resume=resume)
+    except ResumeMismatch as exc:
+        raise CurateError(str(exc), exit_code=2) from None
+    eval_rows, x_ev, y_ev = parts[eval_split]
+    t_eval = time.perf_counter()
+    probs = predict_proba(result.model, x_ev, tta=bool(rec["tta"]), batch_size=int(rec["eval_batch_size"]),
+                          device=device)
+    eval_seconds = time.perf_counter() - t_eval
+    metrics = evaluate(y_ev, probs, classes)
+    if rec["tta"]:
+        plain = predict_proba(result.model, x_ev, tta=False, batch_size=int(rec["eval_batch_size"]), device=device)
+        metrics["accuracy_no_tta"] = float((plain.argmax(1) == y_ev).mean())
+    dev = resolve_device(device)
+    import torch
+
+    metrics.update({
+        "run": name, "split": split, "eval_split": eval_split, "recipe": rec, "model": rec["model"], "seed": seed,
+        "images_per_s": result.images_per_s, "seconds": round(time.perf_counter() - t0, 2),
+        "train_seconds": result.seconds, "eval_seconds": round(eval_seconds, 2), "tta": bool(rec["tta"]),
+        "epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "val_accuracy": max((h.get("val_acc", 0.0) for h in result.history), default=None) if has_val else None,
+        "n_train": int(len(y_tr)), "n_val": int(len(y_val)) if has_val else 0, "n_eval": int(len(y_ev)),
+        "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "started": started, "finished": utc_now(),
+    })
+    ws.write_json(f"runs/{name}/metrics.json", metrics)
+    ws.write_json(f"runs/{name}/history.json", result.history)
+    pred = pd.DataFrame({"image_id": eval_rows["image_id"].to_numpy(), "split": eval_split,
+                         "label": eval_rows["label"].to_numpy(),
+                         "pred": [classes[i] for i in probs.argmax(1)],
+                         "confidence": probs.max(1).astype(np.float32)})
+    for i, c in enumerate(classes):
+        pred[f"p_{c}"] = probs[:, i]
+    ws.write_parquet(f"runs/{name}/predictions.parquet", pred)
+    save_model(result.model, out, extra={"classes": classes, "recipe": rec["name"], "split": split})
+    plots.plot_confusion(np.array(metrics["confusion"]), classes, out / "confusion.png",
+                         title=f"{name}: {eval_split} accuracy {metrics['accuracy']:.1%}")
+    plots.plot_curves(result.history, out / "curves.png", title=name)
+    ws.record_run("train-eval", argv=argv, seed=seed, started=started,
+                  options={"split": split, "recipe": rec["name"], "model": rec["model"], "name": name,
+                           "resume": resume},
+                  counts={"train": int(len(y_tr)), "eval": int(len(y_ev)), "epochs": len(result.history),
+                          "accuracy": round(metrics["accuracy"], 4)})
+    return {k: metrics[k] for k in ("run", "split", "eval_split", "model", "seed", "accuracy", "macro_f1",
+                                    "images_per_s", "seconds", "epochs_run", "best_epoch", "n_train", "n_eval")} | {
+        "recipe": rec["name"], "path": str(out)}
+
+
+def train_eval_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``train-eval``: options ``split`` (default cleaned), ``recipe``, ``model``, ``name``, ``set``."""
+    known = {"split", "recipe", "model", "name", "set", "device", "resume"}
+    unknown = set(options) - known
+    if unknown:
+        raise CurateError(f"train-eval step: unknown option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}",
+                          exit_code=2)
+    name = options.get("name")
+    if name and (run_dir(ws, name) / "metrics.json").exists() and not options.get("resume"):
+        import shutil
+
+        shutil.rmtree(run_dir(ws, name))  # a pipeline re-run replaces its own run
+    return train_eval(ws, options.get("split", "cleaned"), recipe=options.get("recipe"), model=options.get("model"),
+                      name=name, overrides=options.get("set"), seed=seed, device=options.get("device", "auto"),
+                      resume=bool(options.get("resume")), quiet=quiet, argv=["pipeline", "train-eval"])
+
+
+def load_runs(ws: Workspace, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """metrics.json of the named runs (all finished runs when ``names`` is empty), oldest first."""
+    root = ws.path("runs")
+    names = list(names or [])
+    if not names:
+        found = sorted(root.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if root.exists() else []
+        names = [p.parent.name for p in found]
+    runs = []
+    for n in names:
+        path = root / n / "metrics.json"
+        if not path.exists():
+            raise CurateError(f"{path}: no finished run named {n!r}")
+        runs.append(json.loads(path.read_text(encoding="utf-8")))
+    return runs
+
+
+def compare_runs(ws: Workspace, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed."""
+    rows = []
+    for m in load_runs(ws, names):
+        rows.append({"run": m["run"], "split": m["split"], "eval_split": m.get("eval_split", "test"),
+                     "model": m["model"], "recipe": m["recipe"]["name"], "seed": m["seed"],
+                     "n_train": m.get("n_train"), "n_eval": m.get("n_eval"), "epochs": m.get("epochs_run"),
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "f1": {c: v["f1"] for c, v in m["per_class"].items()},
+                     "images_per_s": m["images_per_s"], "seconds": m["seconds"]})
+    return {"workspace": str(ws.root), "runs": rows}
+
+
+def render_compare(result: dict[str, Any]) -> str:
+    """Fixed-width table of :func:`compare_runs`."""
+    rows = result["runs"]
+    if not rows:
+        return "no finished runs (run `curate train-eval` first)"
+    classes = list(rows[0]["f1"])
+    head = (f"{'run':<28} {'split':<10} {'model':<15} {'train':>7} {'test':>6} {'ep':>3} {'acc':>6} {'mF1':>6} "
+            + " ".join(f"{c[:5]:>5}" for c in classes) + f" {'img/s':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['run'][:28]:<28} {r['split'][:10]:<10} {r['model'][:15]:<15} {r['n_train'] or 0:>7} "
+                     f"{r['n_eval'] or 0:>6} {r['epochs'] or 0:>3} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f} "
+                     + " ".join(f"{r['f1'].get(c, 0.0):>5.2f}" for c in classes) + f" {r['images_per_s']:>6.0f}")
+    if len({(r["eval_split"], r["n_eval"]) for r in rows}) > 1:
+        lines.append("note: the runs were evaluated on different test sets; accuracies are not comparable")
+    return "\n".join(lines)
+
+
+def render_train_eval(s: dict[str, Any]) -> str:
+    """One-paragraph summary of a train-eval run."""
+    return (f"run {s['run']}: {s['model']} ({s['recipe']}) on split {s['split']} -> {s['eval_split']} "
+            f"accuracy {s['accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f} "
+            f"({s['n_train']:,} train / {s['n_eval']:,} {s['eval_split']} images, {s['epochs_run']} epochs, "
+            f"{s['images_per_s']:.0f} img/s, {s['seconds']:.0f}s)\n  {s['path']}")

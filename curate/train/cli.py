@@ -1,0 +1,61 @@
+"""CLI: ``curate train-eval`` and ``curate compare``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from curate.cli_common import JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train-eval`` and ``compare`` to the curate app."""
+
+    @app.command("train-eval")
+    def train_eval_cmd(
+        split: str = typer.Option(..., "--split", help="Split to train on (splits/<name>, made by `curate split`)."),
+        workspace: Path = WorkspaceOpt,
+        model: Optional[str] = typer.Option(None, "--model", help="baseline_cnn | five_layer_cnn | vgg_fer | resnet18_fer (overrides the recipe's)."),
+        recipe: str = typer.Option("cpu_fast", "--recipe", help="Recipe name in configs/train/ or a YAML path."),
+        name: Optional[str] = typer.Option(None, "--name", help="Run name: runs/<name>/ (default <split>-<recipe>)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:1."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from runs/<name>/checkpoints after a kill."),
+        seed: int = SeedOpt,
+        set_: Optional[List[str]] = SetOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Train a FER model on a split and evaluate it on the split's test images.
+
+        Writes runs/<name>/metrics.json (accuracy, macro-F1, per-class P/R/F1, confusion),
+        confusion.png, curves.png, predictions.parquet, model.pt and per-epoch checkpoints.
+        """
+        import sys
+
+        from curate.train.api import render_train_eval, train_eval
+        from curate.workspace import Workspace
+
+        def go():
+            summary = train_eval(Workspace(workspace), split, recipe=recipe, model=model, name=name,
+                                 overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet,
+                                 argv=sys.argv)
+            emit(summary, as_json, render_train_eval, quiet)
+
+        run_guarded(go)
+
+    @app.command()
+    def compare(
+        runs: Optional[List[str]] = typer.Argument(None, help="Run names (default: every finished run)."),
+        workspace: Path = WorkspaceOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Table of runs side by side (e.g. raw vs cleaned): accuracy, macro-F1, per-class F1."""
+        from curate.train.api import compare_runs, render_compare
+        from curate.workspace import Workspace
+
+        def go():
+            emit(compare_runs(Workspace.open(workspace), runs), as_json, render_compare, quiet)
+
+        run_guarded(go)

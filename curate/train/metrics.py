@@ -1,0 +1,48 @@
+"""Classification metrics from a confusion matrix (pure numpy): accuracy, macro-F1, per class."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts (C, C): rows = true class, columns = predicted class."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{len(y_true)} true labels for {len(y_pred)} predictions")
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """accuracy, macro_f1 (over classes with support or predictions), per_class P/R/F1/support.
+
+    A class never predicted has precision 0; a class with no support and no predictions is
+    left out of the macro average (its scores are reported as 0).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1).astype(float)
+    predicted = cm.sum(0).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    active = (support > 0) | (predicted > 0)
+    total = cm.sum()
+    return {
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[active].mean()) if active.any() else 0.0,
+        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                          "support": int(support[i])} for i, c in enumerate(classes)},
+        "confusion": cm.tolist(),
+        "classes": list(classes),
+    }
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Metrics of argmax predictions of ``probs`` (N, C) against ``y_true``."""
+    pred = np.asarray(probs).argmax(1) if len(probs) else np.zeros(0, np.int64)
+    return metrics_from_confusion(confusion_matrix(y_true, pred, len(classes)), classes)
