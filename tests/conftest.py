@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("CURATE_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+if "FIFTYONE_DATABASE_DIR" not in os.environ:  # a private FiftyOne database for the test session
+    import tempfile
+
+    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-test-fodb-")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

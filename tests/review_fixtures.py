@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from curate.findings import make_findings, write_findings
 from curate.labels import CLASSES
@@ -120,3 +121,9 @@ def populate(ws: Workspace) -> Workspace:
     write_all_findings(ws, probs)
     write_runs(ws)
     return ws
+
+
+@pytest.fixture()
+def review_ws(sample_ws) -> Workspace:
+    """A private sample workspace with duplicates, findings, OOF outputs and runs written."""
+    return populate(sample_ws)

@@ -51,7 +51,7 @@ def decisions_from_annotations(annotations: pd.DataFrame, classes: set[str]) -> 
             conflicts.append({"image_id": image_id, "reason": d.conflict})
         elif d.decision:
             rows.append({"image_id": image_id, "decision": d.decision, "new_label": d.new_label})
-    return pd.DataFrame(rows, columns=["image_id", "decision", "new_label"]), conflicts
+    return pd.DataFrame(rows, columns=["image_id", "decision", "new_label"]).astype("string"), conflicts
 
 
 def pull_review(ws: Workspace, *, reviewer: str | None = None, annotations: pd.DataFrame | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``curate review open``: build the workspace's FiftyOne dataset and serve the App on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Any
@@ -36,7 +37,8 @@ def open_review(ws: Workspace, *, port: int = 5151, launch: bool = True, quiet: 
         return summary
     fo = fiftyone()
     dataset = fo.load_dataset(summary["dataset"])
-    session = fo.launch_app(dataset, port=port, address="127.0.0.1", remote=True, auto=False)
+    with contextlib.redirect_stdout(sys.stderr):  # FiftyOne's banner; stdout keeps the URL (and --json)
+        session = fo.launch_app(dataset, port=port, address="127.0.0.1", remote=True, auto=False)
     url = f"http://127.0.0.1:{port}/"
     summary.update(url=url, port=port)
     print(f"FiftyOne App for {ws.root} (dataset {summary['dataset']}): {url}", flush=True)

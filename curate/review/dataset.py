@@ -9,7 +9,9 @@ field are never overwritten; samples without review tags get the latest decision
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 import re
 from typing import Any
 
@@ -32,6 +34,9 @@ def fiftyone():
     import fiftyone as fo
 
     fo.config.do_not_track = True
+    for handler in logging.getLogger("fiftyone").handlers:  # keep stdout clean for --json
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
     return fo
 
 
@@ -81,6 +86,9 @@ def sync_dataset(ws: Workspace, table: pd.DataFrame, checks: list[str], *, quiet
     existing_ids = ds.values("image_id") if len(ds) else []
     sample_ids = ds.values("id") if len(ds) else []
     old_tags = dict(zip(existing_ids, ds.values("tags"))) if len(ds) else {}
+    if len(ds):  # a sample whose review_label field speaks for it gets no tags from decisions
+        labelled = {i for i, v in zip(existing_ids, ds.values("review_label")) if v not in (None, "")}
+        decided = {i: d for i, d in decided.items() if i not in labelled}
     wanted = set(table["image_id"].astype(str))
     stale = [sid for sid, iid in zip(sample_ids, existing_ids) if iid not in wanted]
     if stale:
