@@ -132,6 +132,7 @@ from curate.review.cli import register as _register_review; _register_review(app
 from curate.report.cli import register as _register_report; _register_report(app)  # noqa: E402,E702
 from curate.split.cli import register as _register_split; _register_split(app)  # noqa: E402,E702
 from curate.train.cli import register as _register_train; _register_train(app)  # noqa: E402,E702
+from curate.dedupe.cli import register as _register_dedupe; _register_dedupe(app)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ STEPS: dict[str, str] = {
     "split": "curate.split.api:split_step",
     "train-eval": "curate.train.api:train_eval_step",
     "report": "curate.report.api:report_step",
+    "dedupe": "curate.dedupe.api:dedupe_step",
+    "dedupe_bench": "curate.dedupe.bench:bench_dedupe_step",
 }
 """Step name -> "module:function". Each function is ``fn(ws, options, *, seed, quiet) -> dict``."""
 

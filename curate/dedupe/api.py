@@ -1,0 +1,242 @@
+"""`curate dedupe`: exact, perceptual-hash and embedding near-duplicates -> clusters -> proposed actions.
+
+Writes ``duplicates.parquet``, ``duplicate_pairs.parquet`` and ``dedupe_summary.json`` and
+records the run. :func:`find_edges` is the array-level core (images in, edges out) that the
+benchmark also calls.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curate.config import load_config
+from curate.errors import CurateError
+from curate.progress import progress
+
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "distance")
+DUPLICATE_COLUMNS = ("image_id", "cluster_id", "kind", "cluster_type", "is_representative", "proposed_action",
+                     "inter_class", "cross_split")
+
+
+def exact_edges(digests: pd.Series) -> pd.DataFrame:
+    """Star edges (first member -> each other member) inside every group of equal digests."""
+    d = pd.Series(digests).reset_index(drop=True)
+    valid = d.notna()
+    codes, _ = pd.factorize(d.where(valid, None))
+    pos = np.flatnonzero(valid.to_numpy() & (codes >= 0))
+    codes = codes[pos]
+    order = np.argsort(codes, kind="stable")
+    pos, codes = pos[order], codes[order]
+    first = np.ones(len(codes), bool)
+    first[1:] = codes[1:] != codes[:-1]
+    head = pos[first][np.cumsum(first) - 1]
+    keep = ~first
+    return pd.DataFrame({"a": head[keep], "b": pos[keep], "method": "exact", "distance": 0.0})
+
+
+def _edge_frame(a, b, dist, method: str) -> pd.DataFrame:
+    return pd.DataFrame({"a": np.asarray(a, np.int64), "b": np.asarray(b, np.int64), "method": method,
+                         "distance": np.asarray(dist, np.float64)})
+
+
+def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, float] | None = None,
+               quiet: bool = True) -> pd.DataFrame:
+    """Pairs within the Hamming radius for each configured hash (mirror-aware)."""
+    from curate.dedupe.hashing import hash_images
+    from curate.dedupe.search import hamming_pairs
+
+    hc = cfg["hash"]
+    radius, mirror = int(hc["radius"]), bool(hc["mirror"])
+    frames = []
+    for method in progress(hc["methods"], desc="hashes", quiet=quiet or len(hc["methods"]) < 2):
+        t0 = time.perf_counter()
+        codes, mirrored = hash_images(images, method, mirror=mirror)
+        t1 = time.perf_counter()
+        frames.append(_edge_frame(*hamming_pairs(codes, radius, exact_below=int(hc["exact_search_below"])), method))
+        if mirror:
+            a, b, d = hamming_pairs(codes, radius, queries=mirrored, exact_below=int(hc["exact_search_below"]))
+            frames.append(_edge_frame(a, b, d, f"{method}_mirror"))
+        if timings is not None:
+            timings[f"{method}_hash_s"] = round(t1 - t0, 3)
+            timings[f"{method}_search_s"] = round(time.perf_counter() - t1, 3)
+    return pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "phash")
+
+
+def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known: pd.DataFrame | None = None,
+                    seed: int = 0, timings: dict[str, float] | None = None, quiet: bool = True) -> pd.DataFrame:
+    """kNN edges from an embedder; pixel candidates are verified by registration (mirror-aware)."""
+    from curate.dedupe.embed import make_embedder
+    from curate.dedupe.search import knn_pairs
+
+    embedder = make_embedder(kind, cfg)
+    if embedder is None or len(images) < 2:
+        return _edge_frame([], [], [], kind or "none")
+    kc = cfg["knn"]
+    t0 = time.perf_counter()
+    vecs = embedder.embed(images)
+    mirrored = embedder.embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1])) if cfg["hash"]["mirror"] else None
+    t1 = time.perf_counter()
+    floor = float(kc["min_similarity"]) if kind == "pixel" else 1.0 - float(cfg[kind]["max_distance"])
+    search = dict(exact_below=int(kc["exact_below"]), kind=kc["index"], nprobe=int(kc["nprobe"]), seed=seed)
+    found = [(*knn_pairs(vecs, int(kc["k"]), floor, **search), False)]
+    if mirrored is not None:
+        found.append((*knn_pairs(vecs, int(kc["k"]), floor, queries=mirrored, **search), True))
+    t2 = time.perf_counter()
+    frames = []
+    for a, b, dist, is_mirror in found:
+        method = f"{kind}_mirror" if is_mirror else kind
+        if kind == "pixel" and cfg["pixel"]["verify"]:
+            a, b, dist = _verify(images, a, b, is_mirror, cfg["pixel"], known, quiet)
+        frames.append(_edge_frame(a, b, dist, method))
+    if timings is not None:
+        timings.update({f"{kind}_embed_s": round(t1 - t0, 3), f"{kind}_knn_s": round(t2 - t1, 3),
+                        f"{kind}_verify_s": round(time.perf_counter() - t2, 3)})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _verify(images, a, b, is_mirror, pc, known, quiet):
+    """Keep candidate pairs whose aligned NCC reaches ``min_aligned_ncc``; distance = 1 - NCC."""
+    from curate.dedupe.verify import aligned_similarity
+
+    if known is not None and len(known) and len(a):
+        done = pd.MultiIndex.from_arrays([np.minimum(known["a"], known["b"]), np.maximum(known["a"], known["b"])])
+        fresh = ~pd.MultiIndex.from_arrays([a, b]).isin(done)
+        a, b = a[fresh], b[fresh]
+    if len(a) == 0:
+        return a, b, np.zeros(0)
+    scores = np.zeros(len(a), np.float32)
+    step = 4096
+    for s in progress(range(0, len(a), step), total=-(-len(a) // step), desc="verify pairs", quiet=quiet):
+        ia, ib = a[s:s + step], b[s:s + step]
+        img_a, img_b = np.asarray(images[ia]), np.asarray(images[ib])
+        if is_mirror:
+            img_b = np.ascontiguousarray(img_b[:, :, ::-1])
+        scores[s:s + step] = aligned_similarity(img_a, img_b, coarse_reject=float(pc["coarse_reject"]))
+    keep = scores >= float(pc["min_aligned_ncc"])
+    return a[keep], b[keep], 1.0 - scores[keep].astype(np.float64)
+
+
+def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any], *, embedder: str | None = None,
+               seed: int = 0, quiet: bool = True, timings: dict[str, float] | None = None) -> pd.DataFrame:
+    """Every duplicate edge (a, b, method, distance) among ``images``; a < b positions.
+
+    Near edges between images of one digest group are dropped (the exact edges cover them).
+    """
+    timings = {} if timings is None else timings
+    frames = []
+    t0 = time.perf_counter()
+    if cfg["exact"] and digests is not None:
+        frames.append(exact_edges(digests))
+    timings["exact_s"] = round(time.perf_counter() - t0, 3)
+    if cfg["hash"]["methods"]:
+        frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet))
+    kind = cfg["embedder"] if embedder is None else embedder
+    if kind and kind != "none":
+        known = pd.concat(frames, ignore_index=True) if frames else None
+        frames.append(embedding_edges(images, kind, cfg, known=known, seed=seed, timings=timings, quiet=quiet))
+    edges = pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "exact")
+    if digests is not None and len(edges):
+        d = pd.Series(digests).reset_index(drop=True)
+        same = (d.iloc[edges["a"]].to_numpy() == d.iloc[edges["b"]].to_numpy()) & (edges["method"] != "exact").to_numpy()
+        edges = edges[~same]
+    return edges.reset_index(drop=True)
+
+
+def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | Path | None = None,
+           embedder: str | None = None, seed: int = 0, quiet: bool = False,
+           argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the whole dedupe on a workspace; writes the three outputs and returns the summary."""
+    from curate.dedupe.clusters import assign_clusters, quality_score, summarize
+    from curate.workspace import utc_now
+
+    started = utc_now()
+    t_start = time.perf_counter()
+    try:
+        cfg = load_config("dedupe", overrides, config_file)
+    except ValueError as exc:
+        raise CurateError(str(exc), exit_code=2) from None
+    if embedder is not None:
+        cfg["embedder"] = embedder
+    manifest = ws.manifest()
+    if len(manifest) == 0:
+        raise CurateError(f"{ws.root}: the workspace holds no images; run `curate ingest` first")
+    images = ws.pixels()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    images = np.ascontiguousarray(images)
+    timings["load_s"] = round(time.perf_counter() - t0, 3)
+    try:
+        edges = find_edges(images, manifest["digest"], cfg, seed=seed, quiet=quiet, timings=timings)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CurateError(f"dedupe: {exc}", exit_code=2) from None
+    t0 = time.perf_counter()
+    members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()])) if len(edges) else []
+    quality = np.zeros(len(manifest), np.float32)
+    if len(members):
+        quality[members] = quality_score(images[members])
+    clusters = assign_clusters(len(manifest), edges, labels=manifest["label"], splits=manifest["split"],
+                               digests=manifest["digest"], quality=quality, policy=cfg["policy"])
+    ids = manifest["image_id"].astype("string").to_numpy()
+    dup = pd.DataFrame({
+        "image_id": pd.Series(ids[clusters["pos"].to_numpy(np.int64)], dtype="string"),
+        "cluster_id": clusters["cluster_id"].astype("int64").to_numpy(),
+        "kind": pd.Series(clusters["kind"].to_numpy(), dtype="string"),
+        "cluster_type": pd.Series(clusters["cluster_type"].to_numpy(), dtype="string"),
+        "is_representative": clusters["is_representative"].astype(bool).to_numpy(),
+        "proposed_action": pd.Series(clusters["proposed_action"].to_numpy(), dtype="string"),
+        "inter_class": clusters["inter_class"].astype(bool).to_numpy(),
+        "cross_split": clusters["cross_split"].astype(bool).to_numpy(),
+    })
+    pairs = pd.DataFrame({
+        "image_id_a": pd.Series(ids[edges["a"].to_numpy(np.int64)], dtype="string"),
+        "image_id_b": pd.Series(ids[edges["b"].to_numpy(np.int64)], dtype="string"),
+        "method": pd.Series(edges["method"].to_numpy(), dtype="string"),
+        "distance": edges["distance"].astype("float64").to_numpy(),
+    })
+    timings["clusters_s"] = round(time.perf_counter() - t0, 3)
+    summary = summarize(clusters, manifest["split"])
+    summary = {"images": int(len(manifest)), **summary,
+               "pairs": int(len(pairs)), "pairs_by_method": {k: int(v) for k, v in pairs["method"].value_counts().sort_index().items()},
+               "exact_groups": int((dup[dup["kind"] == "exact"]["cluster_id"].nunique())),
+               "embedder": cfg["embedder"], "hash_methods": list(cfg["hash"]["methods"]),
+               "hash_radius": int(cfg["hash"]["radius"]), "mirror": bool(cfg["hash"]["mirror"])}
+    t0 = time.perf_counter()
+    with ws.lock():
+        ws.write_parquet("duplicates.parquet", dup)
+        ws.write_parquet("duplicate_pairs.parquet", pairs)
+        timings["write_s"] = round(time.perf_counter() - t0, 3)
+        timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        summary["timings"] = timings
+        summary["outputs"] = ["duplicates.parquet", "duplicate_pairs.parquet", "dedupe_summary.json"]
+        ws.write_json("dedupe_summary.json", summary)
+    ws.record_run("dedupe", argv=argv, seed=seed, started=started, options=cfg,
+                  counts={"images": summary["images"], "clusters": summary["clusters"],
+                          "images_in_clusters": summary["images_in_clusters"], "pairs": summary["pairs"],
+                          **{f"action_{k}": v for k, v in summary["images_by_action"].items()}})
+    return summary
+
+
+def dedupe_step(ws, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``dedupe``: options are config overrides (plus ``embedder``)."""
+    options = dict(options or {})
+    return dedupe(ws, overrides=options, seed=seed, quiet=quiet, argv=["pipeline", "dedupe"])
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """Human-readable summary for the terminal."""
+    lines = [f"{summary['images']} images: {summary['clusters']} duplicate clusters holding "
+             f"{summary['images_in_clusters']} images ({summary['exact_groups']} exact groups)"]
+    t = summary["clusters_by_type"]
+    lines.append(f"  inter-class (conflicting labels): {t['inter_class']}   cross-split: {t['cross_split']}   "
+                 f"intra-class: {t['intra_class']}")
+    if summary["leaks_by_split_pair"]:
+        lines.append("  leaks: " + ", ".join(f"{k} {v}" for k, v in summary["leaks_by_split_pair"].items()))
+    lines.append("  proposed: " + ", ".join(f"{k} {v}" for k, v in summary["images_by_action"].items()))
+    lines.append("  pairs by method: " + ", ".join(f"{k} {v}" for k, v in summary["pairs_by_method"].items()))
+    lines.append(f"  {summary['timings']['total_s']:.1f}s; wrote duplicates.parquet, duplicate_pairs.parquet, "
+                 "dedupe_summary.json")
+    return "\n".join(lines)

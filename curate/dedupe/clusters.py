@@ -1,0 +1,216 @@
+"""Duplicate clusters: union-find over edges, cluster typing and the proposed action per image.
+
+Pure functions over arrays: image positions, labels, splits, digests, a quality score
+and the edge list (a, b, method, distance). No I/O.
+
+Cluster types, with precedence ``inter_class`` > ``cross_split`` > ``intra_class``:
+
+* inter_class: members carry different labels (conflicting copies);
+* cross_split: one label, members in different splits (a leak between splits);
+* intra_class: one label, one split (plain redundancy).
+
+Default policy (configs/dedupe.yaml ``policy``):
+
+* inter_class -> ``exclude_all``: every member ``exclude_conflict`` (``ignore`` keeps them,
+  ``as_duplicates`` treats the cluster like an intra-class one);
+* cross_split -> ``keep_eval``: members outside the highest-priority evaluation split present
+  (``eval_splits``, default test then val) are ``drop_leak``; inside it one representative
+  is kept and the other copies are ``drop_duplicate``;
+* intra_class -> ``keep_one``: one representative (preferred split first, then the better
+  quality image) ``keep``, the rest ``drop_duplicate``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ACTIONS = ("keep", "drop_duplicate", "exclude_conflict", "drop_leak")
+CLUSTER_TYPES = ("inter_class", "cross_split", "intra_class")
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "inter_class": "exclude_all",
+    "cross_split": "keep_eval",
+    "intra_class": "keep_one",
+    "eval_splits": ["test", "val"],
+    "prefer_splits": ["train", "val", "test"],
+}
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1 with path halving and union by size."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+        self.size = np.ones(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return int(x)
+
+    def union(self, a: int, b: int) -> int:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        return ra
+
+    def labels(self) -> np.ndarray:
+        """Root of every element."""
+        return np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
+
+
+def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label per node for undirected edges (a[i], b[i]); the union-find result, in C speed.
+
+    Labels are renumbered 0..k-1 in order of each component's smallest node.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as cc
+
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, labels = cc(graph, directed=False)
+    # canonical numbering: by smallest member
+    first = np.full(labels.max() + 1 if n else 0, n, np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[labels]
+
+
+def quality_score(images: np.ndarray) -> np.ndarray:
+    """Contrast (grey std) plus sharpness (std of a 4-neighbour Laplacian) per image; higher is better."""
+    x = np.asarray(images, np.float32)
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])
+    return x.std(axis=(1, 2)) + 0.5 * lap.std(axis=(1, 2))
+
+
+def _split_rank(splits: pd.Series, order: list[str]) -> np.ndarray:
+    rank = {s: i for i, s in enumerate(order)}
+    return np.array([rank.get(s, len(order)) if isinstance(s, str) else len(order) + 1 for s in splits])
+
+
+def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: pd.Series,
+                    digests: pd.Series, quality: np.ndarray,
+                    policy: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per image that has at least one edge: position, cluster and the proposed action.
+
+    ``edges`` has integer columns ``a`` and ``b`` (positions 0..n-1). ``labels``,
+    ``splits`` and ``digests`` are indexed by position (missing values allowed);
+    ``quality`` is a float array of length n. Returns columns ``pos``, ``cluster_id``,
+    ``kind``, ``cluster_type``, ``inter_class``, ``cross_split``, ``is_representative``,
+    ``proposed_action``, sorted by cluster then position.
+    """
+    pol = dict(DEFAULT_POLICY)
+    pol.update(policy or {})
+    _check_policy(pol)
+    columns = ["pos", "cluster_id", "kind", "cluster_type", "inter_class", "cross_split",
+               "is_representative", "proposed_action"]
+    if len(edges) == 0:
+        return pd.DataFrame({c: [] for c in columns})
+    comp = connected_components(n, edges["a"].to_numpy(), edges["b"].to_numpy())
+    members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
+    df = pd.DataFrame({
+        "pos": members,
+        "comp": comp[members],
+        "label": pd.Series(labels).reset_index(drop=True).iloc[members].to_numpy(),
+        "split": pd.Series(splits).reset_index(drop=True).iloc[members].to_numpy(),
+        "digest": pd.Series(digests).reset_index(drop=True).iloc[members].to_numpy(),
+        "quality": np.asarray(quality, np.float64)[members],
+    })
+    df["split_rank"] = _split_rank(df["split"], list(pol["prefer_splits"]))
+    df["eval_rank"] = _split_rank(df["split"], list(pol["eval_splits"]))
+    # cluster ids 0..k-1 in order of the smallest member position
+    df["cluster_id"] = pd.factorize(df["comp"], sort=True)[0]
+    grouped = df.groupby("cluster_id", sort=True)
+    n_labels = grouped["label"].transform(lambda s: s.dropna().nunique())
+    n_splits = grouped["split"].transform(lambda s: s.dropna().nunique())
+    n_digests = grouped["digest"].transform(lambda s: s.nunique(dropna=False))
+    df["inter_class"] = (n_labels > 1).to_numpy()
+    df["cross_split"] = (n_splits > 1).to_numpy()
+    df["kind"] = np.where(n_digests.to_numpy() == 1, "exact", "near")
+    df["cluster_type"] = np.where(df["inter_class"], "inter_class",
+                                  np.where(df["cross_split"], "cross_split", "intra_class"))
+    df["is_representative"] = False
+    df["proposed_action"] = "keep"
+    for _, grp in df.groupby("cluster_id", sort=True):
+        _decide(df, grp, pol)
+    return df[columns].sort_values(["cluster_id", "pos"]).reset_index(drop=True)
+
+
+def _check_policy(pol: dict[str, Any]) -> None:
+    allowed = {"inter_class": ("exclude_all", "ignore", "as_duplicates"),
+               "cross_split": ("keep_eval", "ignore", "as_duplicates"),
+               "intra_class": ("keep_one", "ignore")}
+    for key, choices in allowed.items():
+        if pol[key] not in choices:
+            raise ValueError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
+
+
+def _best(grp: pd.DataFrame, rank_col: str) -> int:
+    """Index (df label) of the preferred member: lowest rank, then highest quality, then position."""
+    order = grp.sort_values([rank_col, "quality", "pos"], ascending=[True, False, True], kind="stable")
+    return order.index[0]
+
+
+def _decide(df: pd.DataFrame, grp: pd.DataFrame, pol: dict[str, Any]) -> None:
+    ctype = grp["cluster_type"].iloc[0]
+    mode = pol[ctype]
+    if ctype == "inter_class" and mode == "exclude_all":
+        df.loc[grp.index, "proposed_action"] = "exclude_conflict"
+        df.loc[_best(grp, "split_rank"), "is_representative"] = True
+        return
+    if mode == "ignore":
+        df.loc[_best(grp, "split_rank"), "is_representative"] = True
+        return
+    if ctype == "cross_split" and mode == "keep_eval" or (ctype == "inter_class" and mode == "as_duplicates"
+                                                          and grp["split"].dropna().nunique() > 1
+                                                          and pol["cross_split"] == "keep_eval"):
+        best_eval = grp["eval_rank"].min()
+        if best_eval < len(pol["eval_splits"]):
+            inside = grp[grp["eval_rank"] == best_eval]
+            df.loc[grp.index.difference(inside.index), "proposed_action"] = "drop_leak"
+            rep = _best(inside, "split_rank")
+            df.loc[inside.index.difference([rep]), "proposed_action"] = "drop_duplicate"
+            df.loc[rep, "is_representative"] = True
+            return
+    rep = _best(grp, "split_rank")
+    df.loc[grp.index.difference([rep]), "proposed_action"] = "drop_duplicate"
+    df.loc[rep, "is_representative"] = True
+
+
+def summarize(clusters: pd.DataFrame, splits: pd.Series) -> dict[str, Any]:
+    """Counts per cluster type and kind, leaks per split pair, images per action."""
+    out: dict[str, Any] = {"clusters": int(clusters["cluster_id"].nunique()) if len(clusters) else 0,
+                           "images_in_clusters": int(len(clusters))}
+    per_cluster = clusters.drop_duplicates("cluster_id")
+    out["clusters_by_type"] = {t: int((per_cluster["cluster_type"] == t).sum()) for t in CLUSTER_TYPES}
+    out["clusters_by_kind"] = {k: int((per_cluster["kind"] == k).sum()) for k in ("exact", "near")}
+    out["clusters_flagged"] = {"inter_class": int(per_cluster["inter_class"].sum()),
+                               "cross_split": int(per_cluster["cross_split"].sum())}
+    out["images_by_action"] = {a: int((clusters["proposed_action"] == a).sum()) for a in ACTIONS}
+    split_of = pd.Series(splits).reset_index(drop=True)
+    leaks: dict[str, int] = {}
+    for _, grp in clusters.groupby("cluster_id"):
+        present = sorted({s for s in split_of.iloc[grp["pos"]].dropna()}, key=_split_order)
+        for i in range(len(present)):
+            for j in range(i + 1, len(present)):
+                key = f"{present[i]}-{present[j]}"
+                leaks[key] = leaks.get(key, 0) + 1
+    out["leaks_by_split_pair"] = dict(sorted(leaks.items()))
+    return out
+
+
+def _split_order(split: str) -> tuple[int, str]:
+    return ({"train": 0, "val": 1, "test": 2}.get(split, 3), split)
