@@ -134,18 +134,15 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     # cluster ids 0..k-1 in order of the smallest member position
     df["cluster_id"] = pd.factorize(df["comp"], sort=True)[0]
     grouped = df.groupby("cluster_id", sort=True)
-    n_labels = grouped["label"].transform(lambda s: s.dropna().nunique())
-    n_splits = grouped["split"].transform(lambda s: s.dropna().nunique())
-    n_digests = grouped["digest"].transform(lambda s: s.nunique(dropna=False))
+    n_labels = grouped["label"].transform("nunique")
+    n_splits = grouped["split"].transform("nunique")
+    n_digests = df["digest"].fillna("<NA>").groupby(df["cluster_id"]).transform("nunique")
     df["inter_class"] = (n_labels > 1).to_numpy()
     df["cross_split"] = (n_splits > 1).to_numpy()
     df["kind"] = np.where(n_digests.to_numpy() == 1, "exact", "near")
     df["cluster_type"] = np.where(df["inter_class"], "inter_class",
                                   np.where(df["cross_split"], "cross_split", "intra_class"))
-    df["is_representative"] = False
-    df["proposed_action"] = "keep"
-    for _, grp in df.groupby("cluster_id", sort=True):
-        _decide(df, grp, pol)
+    _decide(df, pol)
     return df[columns].sort_values(["cluster_id", "pos"]).reset_index(drop=True)
 
 
@@ -158,36 +155,35 @@ def _check_policy(pol: dict[str, Any]) -> None:
             raise ValueError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
 
 
-def _best(grp: pd.DataFrame, rank_col: str) -> int:
-    """Index (df label) of the preferred member: lowest rank, then highest quality, then position."""
-    order = grp.sort_values([rank_col, "quality", "pos"], ascending=[True, False, True], kind="stable")
-    return order.index[0]
-
-
-def _decide(df: pd.DataFrame, grp: pd.DataFrame, pol: dict[str, Any]) -> None:
-    ctype = grp["cluster_type"].iloc[0]
-    mode = pol[ctype]
-    if ctype == "inter_class" and mode == "exclude_all":
-        df.loc[grp.index, "proposed_action"] = "exclude_conflict"
-        df.loc[_best(grp, "split_rank"), "is_representative"] = True
-        return
-    if mode == "ignore":
-        df.loc[_best(grp, "split_rank"), "is_representative"] = True
-        return
-    if ctype == "cross_split" and mode == "keep_eval" or (ctype == "inter_class" and mode == "as_duplicates"
-                                                          and grp["split"].dropna().nunique() > 1
-                                                          and pol["cross_split"] == "keep_eval"):
-        best_eval = grp["eval_rank"].min()
-        if best_eval < len(pol["eval_splits"]):
-            inside = grp[grp["eval_rank"] == best_eval]
-            df.loc[grp.index.difference(inside.index), "proposed_action"] = "drop_leak"
-            rep = _best(inside, "split_rank")
-            df.loc[inside.index.difference([rep]), "proposed_action"] = "drop_duplicate"
-            df.loc[rep, "is_representative"] = True
-            return
-    rep = _best(grp, "split_rank")
-    df.loc[grp.index.difference([rep]), "proposed_action"] = "drop_duplicate"
-    df.loc[rep, "is_representative"] = True
+def _decide(df: pd.DataFrame, pol: dict[str, Any]) -> None:
+    """Vectorised actions: each row's mode from its cluster type and the policy, one representative per cluster."""
+    ctype = df["cluster_type"].to_numpy()
+    mode = np.array([pol[t] for t in ctype], dtype=object)
+    # an inter-class cluster treated "as duplicates" follows the split rule when it spans splits
+    as_dup = mode == "as_duplicates"
+    mode[as_dup & (ctype == "inter_class") & df["cross_split"].to_numpy()] = (
+        pol["cross_split"] if pol["cross_split"] != "as_duplicates" else "keep_one")
+    mode[as_dup & (ctype == "inter_class") & ~df["cross_split"].to_numpy()] = pol["intra_class"]
+    mode[(mode == "as_duplicates")] = pol["intra_class"]  # cross_split "as_duplicates"
+    df["mode"] = mode
+    keep_eval = mode == "keep_eval"
+    best_eval = df.groupby("cluster_id")["eval_rank"].transform("min").to_numpy()
+    has_eval = best_eval < len(pol["eval_splits"])
+    inside = ~(keep_eval & has_eval) | (df["eval_rank"].to_numpy() == best_eval)
+    df["_eligible"] = inside
+    order = df.sort_values(["cluster_id", "_eligible", "split_rank", "quality", "pos"],
+                           ascending=[True, False, True, False, True], kind="stable")
+    rep_index = order.groupby("cluster_id", sort=False).head(1).index
+    df["is_representative"] = False
+    df.loc[rep_index, "is_representative"] = True
+    rep = df["is_representative"].to_numpy()
+    action = np.full(len(df), "keep", dtype=object)
+    action[(mode == "keep_one") & ~rep] = "drop_duplicate"
+    action[keep_eval & ~inside] = "drop_leak"
+    action[keep_eval & inside & ~rep] = "drop_duplicate"
+    action[mode == "exclude_all"] = "exclude_conflict"
+    df["proposed_action"] = action
+    del df["mode"], df["_eligible"]
 
 
 def summarize(clusters: pd.DataFrame, splits: pd.Series) -> dict[str, Any]:
@@ -201,13 +197,15 @@ def summarize(clusters: pd.DataFrame, splits: pd.Series) -> dict[str, Any]:
                                "cross_split": int(per_cluster["cross_split"].sum())}
     out["images_by_action"] = {a: int((clusters["proposed_action"] == a).sum()) for a in ACTIONS}
     split_of = pd.Series(splits).reset_index(drop=True)
+    present = pd.DataFrame({"cluster_id": clusters["cluster_id"].to_numpy(),
+                            "split": split_of.iloc[clusters["pos"].to_numpy(np.int64)].to_numpy()}).dropna()
+    per = present.drop_duplicates().groupby("cluster_id")["split"].agg(lambda s: tuple(sorted(s, key=_split_order)))
     leaks: dict[str, int] = {}
-    for _, grp in clusters.groupby("cluster_id"):
-        present = sorted({s for s in split_of.iloc[grp["pos"]].dropna()}, key=_split_order)
-        for i in range(len(present)):
-            for j in range(i + 1, len(present)):
-                key = f"{present[i]}-{present[j]}"
-                leaks[key] = leaks.get(key, 0) + 1
+    for combo, count in per[per.map(len) > 1].value_counts().items():
+        for i in range(len(combo)):
+            for j in range(i + 1, len(combo)):
+                key = f"{combo[i]}-{combo[j]}"
+                leaks[key] = leaks.get(key, 0) + int(count)
     out["leaks_by_split_pair"] = dict(sorted(leaks.items()))
     return out
 

@@ -1,0 +1,83 @@
+"""Union-find, cluster typing and the proposed-action policy."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from curate.dedupe.clusters import UnionFind, assign_clusters, connected_components, summarize
+
+
+def test_connected_components_equal_union_find():
+    rng = np.random.default_rng(0)
+    n = 500
+    a, b = rng.integers(0, n, 300), rng.integers(0, n, 300)
+    uf = UnionFind(n)
+    for x, y in zip(a, b):
+        uf.union(int(x), int(y))
+    roots = uf.labels()
+    comp = connected_components(n, a, b)
+    # same partition
+    assert len(set(zip(roots, comp))) == len(set(roots)) == len(set(comp))
+    assert comp[0] == 0 and comp.max() == len(set(comp)) - 1
+
+
+def _run(edges, labels, splits, quality=None, digests=None, **policy):
+    n = len(labels)
+    return assign_clusters(n, pd.DataFrame({"a": [e[0] for e in edges], "b": [e[1] for e in edges]}),
+                           labels=pd.Series(labels, dtype="string"), splits=pd.Series(splits, dtype="string"),
+                           digests=pd.Series(digests or [f"d{i}" for i in range(n)], dtype="string"),
+                           quality=np.asarray(quality if quality is not None else np.zeros(n)), policy=policy)
+
+
+def test_types_and_default_actions():
+    labels = ["happy", "sad", "fear", "fear", "angry", "angry", "angry", "neutral"]
+    splits = ["train", "test", "train", "test", "train", "train", "train", "val"]
+    quality = [0, 0, 0, 0, 1.0, 5.0, 2.0, 0]
+    out = _run([(0, 1), (2, 3), (4, 5), (5, 6)], labels, splits, quality).set_index("pos")
+    assert 7 not in out.index                                    # singletons never appear
+    assert (out.loc[[0, 1], "cluster_type"] == "inter_class").all()
+    assert (out.loc[[0, 1], "proposed_action"] == "exclude_conflict").all()
+    assert out.loc[0, "cross_split"] and out.loc[0, "inter_class"]   # precedence: inter_class wins
+    assert (out.loc[[2, 3], "cluster_type"] == "cross_split").all()
+    assert out.loc[2, "proposed_action"] == "drop_leak" and out.loc[3, "proposed_action"] == "keep"
+    assert out.loc[3, "is_representative"]
+    intra = out.loc[[4, 5, 6]]
+    assert (intra["cluster_type"] == "intra_class").all()
+    assert intra["is_representative"].sum() == 1 and intra.loc[5, "is_representative"]  # best quality kept
+    assert list(intra["proposed_action"]) == ["drop_duplicate", "keep", "drop_duplicate"]
+    assert out.groupby("cluster_id")["is_representative"].sum().eq(1).all()
+
+
+def test_cross_split_prefers_test_then_keeps_one_copy_there():
+    labels = ["sad"] * 5
+    splits = ["train", "val", "test", "test", "train"]
+    out = _run([(0, 1), (1, 2), (2, 3), (3, 4)], labels, splits, quality=[0, 0, 1, 3, 0]).set_index("pos")
+    assert out.loc[[0, 1, 4], "proposed_action"].eq("drop_leak").all()
+    assert out.loc[3, "proposed_action"] == "keep" and out.loc[2, "proposed_action"] == "drop_duplicate"
+    summary = summarize(out.reset_index(), pd.Series(splits))
+    assert summary["leaks_by_split_pair"] == {"train-val": 1, "train-test": 1, "val-test": 1}
+
+
+def test_intra_class_prefers_train_member_and_kind():
+    out = _run([(0, 1)], ["fear", "fear"], [None, "train"], quality=[9.0, 0.0],
+               digests=["x", "x"]).set_index("pos")
+    assert out.loc[1, "is_representative"] and out.loc[0, "proposed_action"] == "drop_duplicate"
+    assert (out["kind"] == "exact").all() and (out["cluster_type"] == "intra_class").all()
+
+
+def test_policy_overrides():
+    labels, splits = ["happy", "sad"], ["train", "train"]
+    out = _run([(0, 1)], labels, splits, inter_class="ignore")
+    assert out["proposed_action"].eq("keep").all()
+    out = _run([(0, 1)], labels, splits, quality=[0, 1], inter_class="as_duplicates")
+    assert sorted(out["proposed_action"]) == ["drop_duplicate", "keep"]
+    out = _run([(0, 1)], ["sad", "sad"], ["train", "test"], cross_split="ignore")
+    assert out["proposed_action"].eq("keep").all()
+    with pytest.raises(ValueError, match="policy.intra_class"):
+        _run([(0, 1)], labels, splits, intra_class="bogus")
+
+
+def test_missing_labels_do_not_make_conflicts():
+    out = _run([(0, 1)], [None, "sad"], ["train", "train"])
+    assert not out["inter_class"].any() and (out["cluster_type"] == "intra_class").all()
