@@ -107,6 +107,7 @@ def sync_dataset(ws: Workspace, table: pd.DataFrame, checks: list[str], *, quiet
                                  [t for t, flag in zip(tags, is_new) if not flag])
     ds.reload()
     _drop_stale_fields(ds, columns)
+    set_sidebar(fo, ds, checks)
     views = save_views(ds, checks)
     return {"dataset": name, "samples": len(ds), "added": added, "updated": updated,
             "removed": len(stale), "pngs_written": pngs["written"], "png_errors": pngs["errors"],
@@ -140,6 +141,32 @@ def _drop_stale_fields(ds, columns: list[str]) -> None:
         if name in schema:
             ds.delete_sample_field(name)
     ds.info[MANAGED_INFO_KEY] = [c for c in columns if c != "filepath"]
+    ds.save()
+
+
+def set_sidebar(fo, ds, checks: list[str]) -> None:
+    """App sidebar: review fields first, then duplicates, then one group per check (collapsed)."""
+    schema = ds.get_field_schema()
+    groups = [fo.SidebarGroupDocument(name="tags", paths=["tags", "_label_tags"]),
+              fo.SidebarGroupDocument(name="labels", paths=[]),
+              fo.SidebarGroupDocument(name="review", expanded=True, paths=[
+                  p for p in ("review_label", "flagged_any", "flagged_checks", "split", "original_label", "image_id",
+                              "prediction_fold") if p in schema])]
+    dup = [p for p in schema if p.startswith("dup_")]
+    if dup:
+        groups.append(fo.SidebarGroupDocument(name="duplicates", paths=dup, expanded=False))
+    placed = {p for g in groups for p in g.paths}
+    for check in checks:
+        name = field_name(check)
+        paths = [f"{name}_{k}" for k in ("score", "flagged", "evidence", "suggested") if f"{name}_{k}" in schema]
+        groups.append(fo.SidebarGroupDocument(name=check, paths=paths, expanded=False))
+        placed.update(paths)
+    rest = [p for p in ("id", "filepath", "created_at", "last_modified_at") if p in schema]
+    rest += [p for p, f in schema.items() if p not in placed and p not in rest and p not in ("tags", "metadata")
+             and not isinstance(f, fo.EmbeddedDocumentField)]
+    groups.append(fo.SidebarGroupDocument(name="metadata", paths=["metadata.width", "metadata.height"], expanded=False))
+    groups.append(fo.SidebarGroupDocument(name="other", paths=rest, expanded=False))
+    ds.app_config.sidebar_groups = groups
     ds.save()
 
 
