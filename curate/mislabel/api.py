@@ -95,12 +95,14 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         knn = knn_label_distribution(oof.embeddings, y, n_classes, k=int(cfg["knn"]["k"]), blocks=folds,
                                      groups=groups)
         accuracy = float((probs.argmax(axis=1) == y).mean())
+        fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4)
+                         for f in range(k)}
         save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
-                 fold_seconds=oof.seconds)
+                 fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source)
         save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
                   embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups)
         summary.update({"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
-                        "oof_accuracy": round(accuracy, 4),
+                        "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
                         "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()}})
         scores = score_variant(cfg["variant"], probs, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
                                aum_weight=float(cfg["aum_weight"]))
