@@ -127,7 +127,9 @@ def _render_pipeline(result: dict) -> str:
 
 
 # Area commands, registered explicitly (one line per area).
+from curate.audit.cli import register as _register_audit; _register_audit(app)  # noqa: E402,E702
 from curate.mislabel.cli import register as _register_mislabel; _register_mislabel(app)  # noqa: E402,E702
+
 from curate.review.cli import register as _register_review; _register_review(app)  # noqa: E402,E702
 from curate.report.cli import register as _register_report; _register_report(app)  # noqa: E402,E702
 from curate.split.cli import register as _register_split; _register_split(app)  # noqa: E402,E702

@@ -29,6 +29,7 @@ StepFn = Callable[..., dict]
 STEPS: dict[str, str] = {
     "ingest": "curate.ingest.api:ingest_step",
     "info": "curate.info:info_step",
+    "audit": "curate.audit.api:audit_step",
     "bench-ingest": "curate.bench.ingest:bench_ingest_step",
     "mislabel": "curate.mislabel.api:mislabel_step",
     "mislabel_bench": "curate.mislabel.api:mislabel_bench_step",

@@ -1,0 +1,61 @@
+"""The check interface and the context shared by the checks of one audit run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class AuditContext:
+    """What every check sees: the crops, the config, the seed and a cache of shared results.
+
+    ``images`` is the uint8 (N, S, S) grey pixel store (row i = image i). ``load_original`` is
+    set when the workspace's originals are larger or colour: ``load_original(i)`` returns the
+    original as a uint8 array (H, W) or (H, W, 3).
+    """
+
+    images: np.ndarray
+    image_ids: list[str]
+    config: dict[str, Any]
+    seed: int = 0
+    quiet: bool = True
+    load_original: Callable[[int], np.ndarray] | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute a result once per run (e.g. the trained defect model) and reuse it."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    def params(self, check: str) -> dict[str, Any]:
+        """The config section of ``check``."""
+        return dict(self.config.get(check, {}))
+
+
+class Check:
+    """One audit check: a name, a description, defaults in configs/audit.yaml, a score and a flag.
+
+    Subclasses implement :meth:`score` for a batch of row positions and return one score
+    per row (higher = more likely an issue) and one short evidence text per row.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    @property
+    def threshold(self) -> float:
+        return float(self.params["threshold"])
+
+    def score(self, ctx: AuditContext, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        raise NotImplementedError
+
+    def flag(self, scores: np.ndarray) -> np.ndarray:
+        """Flagged at the check's threshold (NaN scores are never flagged)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        return np.nan_to_num(scores, nan=-np.inf) >= self.threshold
