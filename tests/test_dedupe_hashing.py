@@ -48,12 +48,13 @@ def test_lanczos_matrix_rows_sum_to_fixed_point_one():
     assert np.all(np.abs(mat.sum(axis=0) - (1 << 22)) <= 8)
 
 
-def test_hamming_pairs_equal_brute_force(real_images):
+@pytest.mark.parametrize("method", ["flat", "mih"])
+def test_hamming_pairs_equal_brute_force(real_images, method):
     codes, mirrored = hash_images(real_images[:800], "phash", mirror=True)
     bits = np.unpackbits(codes, axis=1).astype(np.int32)
     dist = (bits[:, None, :] != bits[None, :, :]).sum(2)
     for radius in (0, 6, 12):
-        a, b, d = hamming_pairs(codes, radius)
+        a, b, d = hamming_pairs(codes, radius, method=method)
         iu = np.triu_indices(len(codes), 1)
         want = {(i, j) for i, j in zip(*iu) if dist[i, j] <= radius}
         assert set(zip(a.tolist(), b.tolist())) == want
@@ -61,7 +62,7 @@ def test_hamming_pairs_equal_brute_force(real_images):
     # mirrored queries: pair (i, j) when d(mirror_i, code_j) <= r (either direction)
     mbits = np.unpackbits(mirrored, axis=1).astype(np.int32)
     mdist = (mbits[:, None, :] != bits[None, :, :]).sum(2)
-    a, b, d = hamming_pairs(codes, 8, queries=mirrored)
+    a, b, d = hamming_pairs(codes, 8, queries=mirrored, method=method)
     want = {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(mdist <= 8)) if i != j}
     assert set(zip(a.tolist(), b.tolist())) == want
     assert np.array_equal(hamming_distance(codes[a[:5]], codes[b[:5]]), dist[a[:5], b[:5]])

@@ -161,3 +161,22 @@ def test_clip_embedder_tiny_config_and_local_checkpoint(sample_ws, tmp_path):
                      overrides={"clip": {"model": "curate-tiny-clip", "pretrained": str(ckpt), "device": "cpu",
                                          "max_distance": 0.0001}})
     assert summary["embedder"] == "clip" and summary["pairs_by_method"].get("exact", 0) > 0
+
+
+def test_cnn_embedder_from_trainer_checkpoint(sample_ws, tmp_path):
+    import torch
+
+    from curate.dedupe.embed import CnnEmbedder, make_embedder
+    from curate.train.models import build_model
+    from curate.train.trainer import save_model
+
+    torch.manual_seed(0)
+    model = build_model("baseline_cnn", 7, in_size=48, width=0.25).eval()
+    save_model(model, tmp_path / "cnn")
+    images = np.ascontiguousarray(sample_ws.pixels())[:32]
+    x = CnnEmbedder(tmp_path / "cnn", device="cpu").embed(images)
+    assert x.shape[0] == 32 and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="cnn.checkpoint"):
+        make_embedder("cnn", {"cnn": {"checkpoint": None}})
+    with pytest.raises(FileNotFoundError):
+        CnnEmbedder(tmp_path / "nothing")

@@ -1,0 +1,1 @@
+"""Duplicates: exact digests, bit-exact batched perceptual hashes, embeddings, clusters and leak policies."""

@@ -56,9 +56,9 @@ def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, fl
         t0 = time.perf_counter()
         codes, mirrored = hash_images(images, method, mirror=mirror)
         t1 = time.perf_counter()
-        frames.append(_edge_frame(*hamming_pairs(codes, radius, exact_below=int(hc["exact_search_below"])), method))
+        frames.append(_edge_frame(*hamming_pairs(codes, radius, method=hc["search"]), method))
         if mirror:
-            a, b, d = hamming_pairs(codes, radius, queries=mirrored, exact_below=int(hc["exact_search_below"]))
+            a, b, d = hamming_pairs(codes, radius, queries=mirrored, method=hc["search"])
             frames.append(_edge_frame(a, b, d, f"{method}_mirror"))
         if timings is not None:
             timings[f"{method}_hash_s"] = round(t1 - t0, 3)

@@ -97,8 +97,11 @@ def quality_score(images: np.ndarray) -> np.ndarray:
 
 
 def _split_rank(splits: pd.Series, order: list[str]) -> np.ndarray:
-    rank = {s: i for i, s in enumerate(order)}
-    return np.array([rank.get(s, len(order)) if isinstance(s, str) else len(order) + 1 for s in splits])
+    """Position of each split in ``order``; unknown splits after them, missing ones last."""
+    s = pd.Series(splits).astype("object")
+    rank = s.map({name: i for i, name in enumerate(order)})
+    rank = rank.where(s.isna() | rank.notna(), len(order))
+    return rank.fillna(len(order) + 1).to_numpy(np.int64)
 
 
 def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: pd.Series,
@@ -158,7 +161,7 @@ def _check_policy(pol: dict[str, Any]) -> None:
 def _decide(df: pd.DataFrame, pol: dict[str, Any]) -> None:
     """Vectorised actions: each row's mode from its cluster type and the policy, one representative per cluster."""
     ctype = df["cluster_type"].to_numpy()
-    mode = np.array([pol[t] for t in ctype], dtype=object)
+    mode = pd.Series(ctype).map({t: pol[t] for t in CLUSTER_TYPES}).to_numpy(dtype=object)
     # an inter-class cluster treated "as duplicates" follows the split rule when it spans splits
     as_dup = mode == "as_duplicates"
     mode[as_dup & (ctype == "inter_class") & df["cross_split"].to_numpy()] = (

@@ -23,40 +23,39 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray, dist: np.ndarray) -> tuple[np.nd
     return lo[first], hi[first], dist[first]
 
 
-def binary_index(codes: np.ndarray, *, exact_below: int = 50_000, nhash: int = 4, radius: int = 8):
-    """A faiss binary index over packed codes (N, B) uint8.
-
-    Up to ``exact_below`` codes: IndexBinaryFlat (brute force, exact). Above: multi-index
-    hashing (IndexBinaryMultiHash) with ``nhash`` sub-codes and enough bit flips that no
-    pair within ``radius`` is missed (pigeonhole: one sub-code differs in <= radius // nhash
-    bits), which keeps the cost near linear in N.
-    """
+def binary_index(codes: np.ndarray):
+    """A faiss IndexBinaryFlat (exact brute-force Hamming search) over packed codes (N, B) uint8."""
     import faiss
 
-    nbits = codes.shape[1] * 8
-    if len(codes) <= exact_below:
-        index = faiss.IndexBinaryFlat(nbits)
-    else:
-        index = faiss.IndexBinaryMultiHash(nbits, nhash, nbits // nhash)
-        index.nflip = radius // nhash
+    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
     index.add(np.ascontiguousarray(codes, dtype=np.uint8))
     return index
 
 
 def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = None,
-                  exact_below: int = 50_000, nhash: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  method: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs within Hamming distance ``radius`` (inclusive): ``(a, b, distance)``, a < b.
 
     ``queries`` (same row order as ``codes``, e.g. the mirrored images' hashes) are searched
     against ``codes`` instead of the codes themselves; pair (i, j) then means
-    d(queries[i], codes[j]) <= radius.
+    d(queries[i], codes[j]) <= radius. ``method``: ``flat`` = faiss IndexBinaryFlat
+    range_search (exact, O(N^2) in C); ``mih`` = exact multi-index hashing
+    (:func:`mih_pairs`, 64-bit codes), near linear while each of the radius + 1 bit ranges
+    keeps >= 10 bits; ``auto`` picks mih for 64-bit codes and radius <= 5, else flat.
+    Both return the same pairs.
     """
+    if method not in ("auto", "flat", "mih"):
+        raise ValueError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
     q = codes if queries is None else np.ascontiguousarray(queries, dtype=np.uint8)
     if len(codes) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.int32)
-    index = binary_index(codes, exact_below=exact_below, nhash=nhash, radius=radius)
+    if method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 5):
+        if codes.shape[1] != 8:
+            raise ValueError("multi-index hashing needs 64-bit codes")
+        return mih_pairs(codes, radius, queries=queries)
+    index = binary_index(codes)
     lims, dist, ids = index.range_search(q, radius + 1)  # faiss keeps distances < radius argument
     lims = np.asarray(lims, np.int64)
     rows = np.repeat(np.arange(len(q), dtype=np.int64), np.diff(lims))
@@ -64,6 +63,49 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     dist = np.asarray(dist, np.int32)
     keep = dist <= radius
     return _unique_pairs(rows[keep], ids[keep], dist[keep])
+
+
+def _pairs_within_runs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) index pairs, i before j, of elements sharing a key; ``order`` sorts ``keys``."""
+    k = keys[order]
+    n = len(k)
+    start = np.r_[0, np.flatnonzero(k[1:] != k[:-1]) + 1]
+    end = np.r_[start[1:], n]
+    run_end = np.repeat(end, end - start)
+    later = run_end - np.arange(n) - 1
+    total = int(later.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = np.repeat(np.arange(n), later)
+    offset = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
+    return order[first], order[first + 1 + offset]
+
+
+def mih_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact Hamming-radius pairs of 64-bit codes by multi-index hashing (pigeonhole).
+
+    The code is cut into ``radius + 1`` bit ranges; two codes within ``radius`` agree
+    exactly on at least one range, so only codes sharing a range value are compared.
+    With ``queries`` only query-code pairs are kept (as in :func:`hamming_pairs`).
+    """
+    c = np.ascontiguousarray(codes, np.uint8).view(">u8").ravel().astype(np.uint64)
+    n = len(c)
+    allc = c if queries is None else np.r_[c, np.ascontiguousarray(queries, np.uint8).view(">u8").ravel().astype(np.uint64)]
+    bounds = np.linspace(0, 64, radius + 2).astype(int)
+    found_a, found_b, found_d = [], [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        key = (allc >> np.uint64(64 - hi)) & np.uint64((1 << (hi - lo)) - 1)
+        i, j = _pairs_within_runs(np.argsort(key, kind="stable"), key)
+        if queries is not None:
+            cross = (i < n) != (j < n)
+            i, j = i[cross], j[cross]
+        d = np.bitwise_count(allc[i] ^ allc[j]).astype(np.int32)
+        keep = d <= radius
+        found_a.append(i[keep] % n)
+        found_b.append(j[keep] % n)
+        found_d.append(d[keep])
+    return _unique_pairs(np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_d))
 
 
 def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -58,11 +58,11 @@ def _ncc(a, b, mask):
     bm = (b * mask).sum((1, 2, 3), keepdim=True) / w
     da, db = (a - am) * mask, (b - bm) * mask
     num = (da * db).sum((1, 2, 3))
-    den = torch_sqrt((da * da).sum((1, 2, 3)) * (db * db).sum((1, 2, 3))) + 1e-8
+    den = _sqrt((da * da).sum((1, 2, 3)) * (db * db).sum((1, 2, 3))) + 1e-8
     return num / den
 
 
-def torch_sqrt(x):
+def _sqrt(x):
     import torch
 
     return torch.sqrt(torch.clamp(x, min=0.0))
