@@ -17,6 +17,7 @@ from curate.workspace import Workspace, utc_now
 
 SPLIT_MANIFEST_COLUMNS = ("image_id", "split", "label", "weight")
 EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
+BALANCE_MODES = ("none", "undersample", "oversample", "class_weights")
 
 
 def split_dir(ws: Workspace, name: str) -> Path:
@@ -62,6 +63,14 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     bad = [f for f in cfg["export"] if f not in EXPORT_FORMATS]
     if bad:
         raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
+    if cfg["balance"] not in BALANCE_MODES:
+        raise CurateError(f"unknown balance mode {cfg['balance']!r}; choose {', '.join(BALANCE_MODES)}", exit_code=2)
+    bad = [a for a in cfg["duplicates"]["actions"] if a not in policy.DUPLICATE_REMOVALS]
+    if bad:
+        raise CurateError(f"duplicates.actions {bad}: known actions {', '.join(policy.DUPLICATE_REMOVALS)}",
+                          exit_code=2)
+    if not 0 < float(cfg["val_fraction"]) < 1 or not 0 <= float(cfg["test_fraction"]) < 1:
+        raise CurateError("val_fraction must be in (0, 1) and test_fraction in [0, 1)", exit_code=2)
     if cfg["raw"] and cfg["clean_test"]:
         raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
 

@@ -1,0 +1,90 @@
+"""train-eval on the sample workspace: outputs, metrics contract, resume, compare; metrics by hand."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli import app
+from curate.errors import CurateError
+from curate.split.api import build_split
+from curate.train.api import compare_runs, render_compare, train_eval
+from curate.train.metrics import confusion_matrix, metrics_from_confusion
+
+TINY = ["epochs=1", "num_threads=1", "model_args.width=0.25"]
+
+
+def test_metrics_on_hand_computed_confusion():
+    cm = np.array([[5, 1, 0],
+                   [2, 4, 0],
+                   [0, 0, 0]])  # class c: no support, never predicted
+    m = metrics_from_confusion(cm, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(9 / 12)
+    pa, ra = 5 / 7, 5 / 6
+    pb, rb = 4 / 5, 4 / 6
+    fa, fb = 2 * pa * ra / (pa + ra), 2 * pb * rb / (pb + rb)
+    assert m["per_class"]["a"] == pytest.approx({"precision": pa, "recall": ra, "f1": fa, "support": 6})
+    assert m["per_class"]["b"] == pytest.approx({"precision": pb, "recall": rb, "f1": fb, "support": 6})
+    assert m["macro_f1"] == pytest.approx((fa + fb) / 2)  # c excluded: no support, no predictions
+    with_pred = metrics_from_confusion(np.array([[5, 1, 0], [2, 3, 1], [0, 0, 0]]), ["a", "b", "c"])
+    assert with_pred["per_class"]["c"]["precision"] == 0  # predicted once, wrongly: counts in macro-F1
+    assert with_pred["macro_f1"] == pytest.approx(
+        (with_pred["per_class"]["a"]["f1"] + with_pred["per_class"]["b"]["f1"]) / 3)
+    cm2 = np.array([[2, 0], [1, 0]])  # class 1 never predicted: precision 0, counts in macro-F1
+    m2 = metrics_from_confusion(cm2, ["x", "y"])
+    assert m2["per_class"]["y"]["precision"] == 0 and m2["macro_f1"] == pytest.approx((0.8 + 0) / 2)
+    y_true = np.array([0, 0, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(confusion_matrix(y_true, y_pred, 3), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+
+
+def test_train_eval_writes_contract_outputs_and_compare(sample_ws):
+    ws = sample_ws
+    build_split(ws, quiet=True)
+    build_split(ws, raw=True, quiet=True)
+    a = train_eval(ws, "cleaned", recipe="demo_tiny", overrides=TINY, name="c", quiet=True)
+    b = train_eval(ws, "raw", recipe="demo_tiny", overrides=TINY, name="r", quiet=True)
+    out = ws.path("runs/c")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "per_class", "confusion", "classes", "split", "recipe", "seed",
+                "images_per_s", "seconds"):
+        assert key in metrics, key
+    cm = np.array(metrics["confusion"])
+    n_test = int((ws.manifest()["split"] == "test").sum())
+    assert cm.shape == (7, 7) and cm.sum() == n_test == a["n_eval"]
+    assert metrics["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert metrics["split"] == "cleaned" and metrics["recipe"]["name"] == "demo_tiny" and metrics["seed"] == 0
+    for f in ("confusion.png", "curves.png", "predictions.parquet", "model.pt", "model.json",
+              "checkpoints/last.pt", "checkpoints/last.json", "history.json"):
+        assert (out / f).exists(), f
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    table = compare_runs(ws)
+    assert [r["run"] for r in table["runs"]] == ["c", "r"]
+    text = render_compare(table)
+    assert "c " in text and "acc" in text and f"{b['accuracy']:.3f}" in text
+    with pytest.raises(CurateError, match="exists"):
+        train_eval(ws, "cleaned", recipe="demo_tiny", overrides=TINY, name="c", quiet=True)
+    # resume of a finished run: nothing to train again, same model, same metrics
+    again = train_eval(ws, "cleaned", recipe="demo_tiny", overrides=TINY, name="c", quiet=True, resume=True)
+    assert again["accuracy"] == a["accuracy"]
+    with pytest.raises(CurateError, match="different"):
+        train_eval(ws, "cleaned", recipe="demo_tiny", overrides=TINY + ["lr=0.01"], name="c", quiet=True,
+                   resume=True)
+
+
+def test_train_eval_and_compare_cli(sample_ws):
+    build_split(sample_ws, quiet=True)
+    runner = CliRunner()
+    root = str(sample_ws.root)
+    res = runner.invoke(app, ["train-eval", "-w", root, "--split", "cleaned", "--recipe", "demo_tiny",
+                              "--model", "five_layer_cnn", "--set", "epochs=1", "--set", "num_threads=1",
+                              "--name", "cli", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["model"] == "five_layer_cnn" and summary["epochs_run"] == 1
+    res = runner.invoke(app, ["compare", "-w", root, "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["runs"][0]["run"] == "cli"
+    res = runner.invoke(app, ["train-eval", "-w", root, "--split", "missing", "-q"])
+    assert res.exit_code == 1 and "no split named" in res.output
+    res = runner.invoke(app, ["train-eval", "-w", root, "--split", "cleaned", "--recipe", "nope", "-q"])
+    assert res.exit_code == 2 and "unknown recipe" in res.output
