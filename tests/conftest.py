@@ -13,6 +13,24 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 if "FIFTYONE_DATABASE_DIR" not in os.environ:  # a private FiftyOne database for the test session
     import tempfile
 
+    def _remove_stale_fodb_dirs(max_age_s: float = 3600.0) -> None:
+        """Delete earlier sessions' database folders (older than an hour, no mongod using them)."""
+        import glob
+        import time
+
+        import psutil
+
+        in_use = " ".join(" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+                          if p.info["cmdline"] and "mongod" in p.info["cmdline"][0])
+        for folder in glob.glob(os.path.join(tempfile.gettempdir(), "curate-test-fodb-*")):
+            try:
+                old = time.time() - os.path.getmtime(folder) > max_age_s
+            except OSError:
+                continue
+            if old and folder not in in_use:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    _remove_stale_fodb_dirs()
     os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-test-fodb-")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

@@ -24,7 +24,7 @@ MODEL_CHECKS = ("non_face", "misaligned", "watermark", "cartoon", "occlusion")
 def write_duplicates(ws: Workspace) -> pd.DataFrame:
     """Exact-duplicate clusters from pixel digests, with the dedupe contract columns."""
     m = ws.manifest()
-    groups = m.groupby("digest").filter(lambda g: len(g) > 1)
+    groups = m[m["digest"].duplicated(keep=False)]
     rows = []
     for cid, (_, g) in enumerate(sorted(groups.groupby("digest"), key=lambda kv: kv[1].index.min())):
         inter = g["label"].nunique() > 1

@@ -94,6 +94,7 @@ def grid_tiles(png: Path) -> tuple[int, int]:
     return len(textured), distinct
 
 
+@pytest.mark.slow
 def test_app_shows_the_sample_grid(review_ws, tmp_path):
     from curate.review.dataset import dataset_name
 

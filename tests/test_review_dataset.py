@@ -67,7 +67,7 @@ def test_dataset_fields_tags_and_views(built):
 
 
 def test_round_trip_tags_pull_decisions_manifest(built):
-    """Tag in the dataset -> `review pull` -> decisions.parquet -> manifest labels; nothing lost."""
+    """Tag in the dataset -> `review pull` -> decisions.parquet -> manifest labels -> split; nothing lost."""
     ws, ds, _ = built
     m = ws.manifest()
     original = m["original_label"].tolist()
@@ -108,6 +108,19 @@ def test_round_trip_tags_pull_decisions_manifest(built):
     for image_id, (decision, label) in wanted.items():
         assert labels[image_id] == (label if decision == "relabel" else current[image_id])
     assert ws.manifest()["original_label"].tolist() == original
+
+    # the split helper applies the pulled decisions: excluded images gone, relabels carried, keeps kept
+    from curate.split.api import build_split
+
+    build_split(ws, name="reviewed", clean_test=True, quiet=True,
+                overrides={"duplicates": {"apply": False}, "findings": {"apply": False}})
+    split = pd.read_parquet(ws.path("splits/reviewed/manifest.parquet")).set_index("image_id")
+    for image_id, (decision, label) in wanted.items():
+        if decision == "exclude":
+            assert image_id not in split.index
+        else:
+            assert split.loc[image_id, "label"] == (label if decision == "relabel" else current[image_id])
+    assert len(split) == len(ids) - sum(d == "exclude" for d, _ in wanted.values())
 
     # pulling again appends nothing; a changed tag appends exactly one row, and the latest wins
     again = runner.invoke(app, ["review", "pull", "-w", str(ws.root), "--json"])
@@ -166,3 +179,18 @@ def test_removed_images_and_checks_leave_the_dataset(built):
 def test_pull_without_dataset_is_a_clear_error(review_ws):
     result = runner.invoke(app, ["review", "pull", "-w", str(review_ws.root)])
     assert result.exit_code == 1 and "run `curate review open" in result.output
+
+
+def test_bare_workspace_builds_with_labels_only(sample_ws):
+    from curate.review.app import open_review
+    from curate.review.dataset import fiftyone
+
+    summary = open_review(sample_ws, launch=False, quiet=True)
+    fo = fiftyone()
+    try:
+        ds = fo.load_dataset(summary["dataset"])
+        assert len(ds) == len(sample_ws.manifest()) and summary["checks"] == [] and summary["views"] == ["decided"]
+        assert "prediction" not in ds.get_field_schema() and ds.count_sample_tags() == {}
+        assert ds.count_values("ground_truth.label") == sample_ws.manifest()["label"].value_counts().to_dict()
+    finally:
+        fo.delete_dataset(summary["dataset"])
