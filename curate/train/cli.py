@@ -59,3 +59,21 @@ def register(app: typer.Typer) -> None:
             emit(compare_runs(Workspace.open(workspace), runs), as_json, render_compare, quiet)
 
         run_guarded(go)
+
+    @app.command("train-bench")
+    def train_bench_cmd(
+        recipe: str = typer.Option("cpu_fast", "--recipe", help="Recipe name in configs/train/ or a YAML path."),
+        batches: int = typer.Option(8, "--batches", help="Training batches to time."),
+        target_tflops: float = typer.Option(25.0, "--target-tflops", help="Sustained TFLOP/s of the device to estimate for."),
+        set_: Optional[List[str]] = SetOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Measure a recipe's CPU images/s and estimate its full-run time on a faster device (FLOP count)."""
+        from curate.train.bench import bench_recipe, render_bench
+
+        def go():
+            emit(bench_recipe(recipe, overrides=set_, batches=batches, target_tflops=target_tflops),
+                 as_json, render_bench, quiet)
+
+        run_guarded(go)
