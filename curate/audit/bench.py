@@ -38,6 +38,16 @@ DEFECTS: dict[str, tuple[str, ...]] = {
 TARGET_FPR = {"watermark": 0.015, "misaligned": 0.04, "non_face": 0.015, "cartoon": 0.01, "occlusion": 0.01}
 
 
+MAX_DRAWS = 8
+
+
+def visible(before: np.ndarray, after: np.ndarray, min_pixels: int = 8, min_change: float = 12.0) -> bool:
+    """True when an overlay changed at least ``min_pixels`` pixels (by > 3 levels) by ``min_change`` on average."""
+    diff = np.abs(after.astype(np.float32) - before.astype(np.float32))
+    changed = diff > 3
+    return int(changed.sum()) >= min_pixels and float(diff[changed].mean()) >= min_change
+
+
 def inject(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One injected defect of type ``kind`` made from the real crop ``img``."""
     if kind == "blank":
@@ -47,7 +57,11 @@ def inject(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if kind.startswith("wm_"):
         lo, hi = (0.2, 0.4) if kind.endswith("20_40") else (0.4, 0.8)
         fn = D.text_watermark if kind.startswith("wm_text") else D.logo_watermark
-        return fn(img, rng, float(rng.uniform(lo, hi)))
+        for _ in range(MAX_DRAWS):  # an overlay nobody could see (white on white, off the frame) is redrawn
+            out = fn(img, rng, float(rng.uniform(lo, hi)))
+            if visible(img, out):
+                break
+        return out
     if kind == "shifted":
         return D.shifted(img, rng)
     if kind == "scaled":

@@ -74,8 +74,8 @@ class _LearnedCheck(Check):
 class NonFace(_LearnedCheck):
     name = "non_face"
     cls_name = "non_face"
-    description = ("Not a face (object, texture, scenery, placeholder): defect-model probability from face-subspace "
-                   "distance, HOG layout, text and low-information cues; a confident Haar face box lowers it.")
+    description = ("Not a face (object, texture, scenery, placeholder): defect-model probability; candidates get "
+                   "the Haar face detector's verdict as evidence, and a confident face box can lower the score.")
 
     def adjust(self, ctx, rows, scores):
         factor = float(self.params.get("face_found_factor", 1.0))

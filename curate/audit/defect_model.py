@@ -1,11 +1,15 @@
-"""The defect model: a classifier trained at run time on the workspace's own crops.
+"""The defect model: a small CNN trained at run time on the workspace's own crops.
 
-Self-supervised: real crops of the workspace are the "clean" class, the generators of
+Self-supervised: real crops of the workspace are the "clean" class and the generators of
 :mod:`curate.audit.synthetic` turn other real crops into watermark / misaligned / non_face /
-cartoon / occlusion examples. The classifier sees cheap descriptors (:mod:`curate.audit.features`:
-HOG layout, distance to the workspace's face subspace, stroke/text responses, global stats),
-so it combines "looks like an aligned face of this dataset" with text-like and
-low-information evidence into one probability per defect class. Seeded and deterministic.
+cartoon / occlusion examples. The network is one of the FER models of :mod:`curate.train.models`
+trained by the toolkit's one trainer (:func:`curate.train.trainer.fit`), so it runs on a GPU
+when there is one and deterministically on a CPU. Augmentation is photometric plus mirror only:
+a geometric jitter would blur the line between an ordinary crop and a misaligned one.
+
+Real data already holds some defects, which the first round learns as "clean". With
+``rounds: 2`` the clean crops the first model scores as likeliest defects (``drop_share``)
+are replaced by others and the model is trained again.
 """
 from __future__ import annotations
 
@@ -15,60 +19,106 @@ from typing import Any
 
 import numpy as np
 
-from curate.audit import features as F
-from curate.audit.synthetic import DEFECT_CLASSES, make_training_set
-from curate.progress import chunks, progress
+from curate.audit.synthetic import DEFECT_CLASSES, make_training_set, resize_to
+
+RECIPE: dict[str, Any] = {
+    "name": "defect_model",
+    "description": "audit defect model: compact VGG on 48x48 crops, photometric + mirror augmentation",
+    "model": "vgg_fer",
+    "model_args": {"width": 0.25, "dropout": 0.2},
+    "image_size": 48,
+    "input_size": 48,
+    "epochs": 6,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "schedule": "onecycle",
+    "warmup_pct": 0.2,
+    "weight_decay": 5.0e-4,
+    "label_smoothing": 0.0,
+    "augment": {"level": "none", "flip": 0.5, "brightness": 0.1, "contrast": 0.15, "gamma": 0.15},
+    "class_weights": "none",
+    "tta": False,
+}
+"""Trainer recipe of the defect model; ``model.epochs`` / ``model.width`` in configs/audit.yaml override it."""
 
 
 @dataclass
 class DefectModel:
-    """Fitted face subspace, feature scaler and classifier."""
+    """A trained defect network and what it was trained on."""
 
-    subspace: F.FaceSubspace
-    mean: np.ndarray
-    scale: np.ndarray
-    classifier: Any
+    net: Any
     classes: tuple[str, ...] = DEFECT_CLASSES
+    device: str = "cpu"
     info: dict[str, Any] = field(default_factory=dict)
 
-    def features(self, images: np.ndarray) -> np.ndarray:
-        return (F.describe(F.as48(images), self.subspace) - self.mean) / self.scale
+    def predict_proba(self, images: np.ndarray, *, quiet: bool = True) -> np.ndarray:
+        """(N, len(classes)) probabilities for uint8 (N, S, S) crops."""
+        from curate.progress import chunks, progress
+        from curate.train.trainer import predict_proba
 
-    def predict_proba(self, images: np.ndarray, *, chunk: int = 2048, quiet: bool = True) -> np.ndarray:
-        """(N, len(classes)) probabilities for uint8 crops."""
         out = np.zeros((len(images), len(self.classes)), np.float32)
         bar = progress(total=len(images), desc="audit: scoring", quiet=quiet, unit="img")
-        for sl in chunks(len(images), chunk):
-            out[sl] = self.classifier.predict_proba(self.features(np.asarray(images[sl])))
+        for sl in chunks(len(images), 4096):
+            batch = resize_to(np.asarray(images[sl]), RECIPE["image_size"])
+            out[sl] = predict_proba(self.net, batch, tta=False, device=self.device)
             bar.update(sl.stop - sl.start)
         bar.close()
         return out
 
 
+def recipe_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The trainer recipe with the audit config's overrides (epochs, width, batch_size, lr)."""
+    recipe = dict(RECIPE, model_args=dict(RECIPE["model_args"]))
+    for key in ("epochs", "batch_size", "lr"):
+        if cfg.get(key) is not None:
+            recipe[key] = type(RECIPE[key])(cfg[key])
+    if cfg.get("width") is not None:
+        recipe["model_args"]["width"] = float(cfg["width"])
+    return recipe
+
+
+def _training_size(n_images: int, cfg: dict[str, Any]) -> tuple[int, int]:
+    """(clean, per-defect) example counts: the configured ones, scaled down for small workspaces."""
+    n_clean = min(int(cfg["n_clean"]), n_images)
+    n_defect = min(int(cfg["n_per_defect"]), max(int(cfg.get("min_per_defect", 200)), n_images // 4))
+    return n_clean, n_defect
+
+
 def train_defect_model(images: np.ndarray, cfg: dict[str, Any], *, seed: int, quiet: bool = True) -> DefectModel:
     """Fit the defect model on ``images`` (uint8 (N,S,S), the workspace's crops).
 
-    ``cfg`` keys: n_clean, n_per_defect, pca_components, pca_images. The classifier is a
-    shrinkage linear discriminant (closed form: fast, deterministic, no iterations to tune).
+    ``cfg`` keys: n_clean, n_per_defect, min_per_defect, epochs, width, rounds, first_round_epochs,
+    drop_share, device.
     """
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from curate.train.trainer import fit, resolve_device
 
     t0 = time.perf_counter()
-    images = F.as48(np.asarray(images))
-    rng = np.random.default_rng(seed)
-    fit_rows = np.sort(rng.choice(len(images), size=min(len(images), int(cfg["pca_images"])), replace=False))
-    subspace = F.FaceSubspace.fit(images[fit_rows], min(int(cfg["pca_components"]), len(fit_rows) - 1), seed)
-    x, y = make_training_set(images, n_clean=int(cfg["n_clean"]), n_per_defect=int(cfg["n_per_defect"]),
-                             seed=seed + 1)
-    t_data = time.perf_counter() - t0
-    feats = []
-    for sl in progress(list(chunks(len(x), 2048)), desc="audit: training features", quiet=quiet):
-        feats.append(F.describe(x[sl], subspace))
-    fx = np.concatenate(feats)
-    mean, scale = fx.mean(axis=0), fx.std(axis=0) + 1e-6
-    clf = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=np.full(len(DEFECT_CLASSES),
-                                                                                     1 / len(DEFECT_CLASSES)))
-    clf.fit((fx - mean) / scale, y)
-    info = {"train_examples": int(len(x)), "features": int(fx.shape[1]), "data_seconds": round(t_data, 2),
-            "train_seconds": round(time.perf_counter() - t0, 2)}
-    return DefectModel(subspace=subspace, mean=mean, scale=scale, classifier=clf, info=info)
+    images = np.asarray(images)
+    recipe = recipe_from_config(cfg)
+    device = str(resolve_device(str(cfg.get("device", "auto"))))
+    n_clean, n_defect = _training_size(len(images), cfg)
+    exclude = np.zeros(len(images), bool)
+    rounds = max(1, int(cfg.get("rounds", 1)))
+    info: dict[str, Any] = {"rounds": []}
+    model = None
+    for r in range(rounds):
+        x, y = make_training_set(images, n_clean=n_clean, n_per_defect=n_defect, seed=seed + 1 + r,
+                                 size=recipe["image_size"], exclude=exclude)
+        last = r + 1 == rounds
+        epochs = recipe["epochs"] if last else int(cfg.get("first_round_epochs") or recipe["epochs"])
+        result = fit(x, y, dict(recipe, epochs=epochs), num_classes=len(DEFECT_CLASSES), seed=seed + r,
+                     device=device, quiet=quiet)
+        model = DefectModel(net=result.model, device=device)
+        info["rounds"].append({"examples": int(len(x)), "train_acc": round(result.history[-1]["train_acc"], 4),
+                               "seconds": result.seconds, "images_per_s": result.images_per_s})
+        if not last:  # drop the likeliest real defects from the next round's clean pool
+            p = model.predict_proba(images, quiet=quiet)
+            defect = 1.0 - p[:, 0]
+            k = int(round(float(cfg.get("drop_share", 0.03)) * len(images)))
+            if k:
+                exclude[np.argsort(-defect, kind="stable")[:k]] = True
+    info.update(train_examples=info["rounds"][-1]["examples"], train_seconds=round(time.perf_counter() - t0, 2),
+                excluded_from_clean=int(exclude.sum()), recipe=recipe["name"], device=device)
+    model.info = info
+    return model

@@ -39,25 +39,55 @@ def _blend(img: np.ndarray, layer: np.ndarray, mask: np.ndarray, opacity: float)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def watermark(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Text or logo overlay drawn with Hershey fonts / cv2 shapes, opacity 0.2-0.9."""
-    s = img.shape[0]
-    up = 4
-    big = s * up
+def _pseudo_text(mask: np.ndarray, rng: np.random.Generator, x: int, y: int, height: int, chars: int,
+                 thick: int) -> None:
+    """Glyph-like strokes (2-4 random segments and arcs per character cell) along a baseline."""
+    width = max(2, int(height * rng.uniform(0.5, 0.8)))
+    for c in range(chars):
+        x0 = x + c * int(width * 1.25)
+        for _ in range(int(rng.integers(2, 5))):
+            if rng.random() < 0.7:
+                p = rng.integers(0, [width + 1, height + 1, width + 1, height + 1])
+                cv2.line(mask, (x0 + int(p[0]), y - int(p[1])), (x0 + int(p[2]), y - int(p[3])), 1.0, thick,
+                         cv2.LINE_AA)
+            else:
+                r = max(1, width // 2)
+                cv2.ellipse(mask, (x0 + r, y - height // 2), (r, max(1, height // 2)), 0,
+                            int(rng.integers(0, 360)), int(rng.integers(90, 361)), 1.0, thick, cv2.LINE_AA)
+
+
+def _overlay_mask(big: int, up: int, rng: np.random.Generator) -> np.ndarray:
+    """A watermark mask at ``up`` times the crop size: text, pseudo-text, tiled text, banner or logo."""
     mask = np.zeros((big, big), np.float32)
     kind = rng.random()
-    if kind < 0.65:  # text, possibly repeated
+    if kind < 0.55:  # Hershey text, possibly several lines or tiled diagonally
         font = int(rng.choice(_FONTS))
-        scale = float(rng.uniform(0.25, 0.75)) * up
-        thick = int(rng.integers(1, 3)) * up // 2
-        lines = 1 if rng.random() < 0.75 else int(rng.integers(2, 4))
+        scale = float(rng.uniform(0.25, 0.9)) * up
+        thick = max(1, int(rng.integers(1, 3)) * up // 2)
+        tiled = rng.random() < 0.25
+        lines = int(rng.integers(3, 6)) if tiled else (1 if rng.random() < 0.75 else int(rng.integers(2, 4)))
         for _ in range(lines):
             text = _random_text(rng)
             (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
-            x = int(rng.integers(-tw // 4, max(1, big - tw * 3 // 4)))
+            x = int(rng.integers(-tw // 5, max(1, big - tw * 4 // 5)))
             y = int(rng.integers(th, big))
             cv2.putText(mask, text, (x, y), font, scale, 1.0, thick, cv2.LINE_AA)
-    else:  # logo: ring with a letter, box, or a "(c)" mark
+    elif kind < 0.75:  # pseudo-text: unknown glyphs, so the model learns strokes rather than one font
+        height = int(rng.uniform(5, 16) * up)
+        chars = int(rng.integers(3, 10))
+        thick = max(1, int(rng.integers(1, 3)) * up // 2)
+        x = int(rng.integers(-height, max(1, big - height * chars // 2)))
+        y = int(rng.integers(height, big))
+        _pseudo_text(mask, rng, x, y, height, chars, thick)
+    elif kind < 0.85:  # banner: a translucent bar carrying text
+        h = int(rng.uniform(0.15, 0.3) * big)
+        y = int(rng.integers(0, big - h))
+        cv2.rectangle(mask, (0, y), (big, y + h), 0.45, -1)
+        font = int(rng.choice(_FONTS))
+        scale = h / 40.0
+        cv2.putText(mask, _random_text(rng), (int(rng.integers(0, big // 3)), y + int(h * 0.75)), font, scale, 1.0,
+                    max(1, up // 2), cv2.LINE_AA)
+    else:  # logo: ring or box with a letter
         cx, cy = int(rng.integers(big // 6, big * 5 // 6)), int(rng.integers(big // 6, big * 5 // 6))
         r = int(rng.integers(big // 12, big // 4))
         thick = int(rng.integers(1, 3)) * up
@@ -65,20 +95,37 @@ def watermark(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             cv2.circle(mask, (cx, cy), r, 1.0, thick, cv2.LINE_AA)
         else:
             cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1.0, thick, cv2.LINE_AA)
-        letter = str(rng.choice(list("CRSTPWM©")))
-        letter = "C" if letter == "©" else letter
+        letter = str(rng.choice(list("CRSTPWMAG")))
         cv2.putText(mask, letter, (cx - r // 2, cy + r // 2), int(rng.choice(_FONTS)), r / 14.0, 1.0,
                     max(1, thick // 2), cv2.LINE_AA)
     if rng.random() < 0.3:  # slanted watermark
         m = cv2.getRotationMatrix2D((big / 2, big / 2), float(rng.uniform(-45, 45)), 1.0)
         mask = cv2.warpAffine(mask, m, (big, big))
-    mask = cv2.resize(mask, (s, s), interpolation=cv2.INTER_AREA)
-    tone = float(rng.choice([255.0, 0.0, rng.uniform(120, 255)]))
-    layer = np.full_like(img, tone, dtype=np.float32)
-    if rng.random() < 0.2:  # embossed look: shadowed copy
-        shadow = np.roll(mask, 1, axis=(0, 1))
-        img = _blend(img, np.full_like(layer, 255.0 - tone), shadow, 0.5 * float(rng.uniform(0.2, 0.9)))
-    return _blend(img, layer, mask, float(rng.uniform(0.2, 0.9)))
+    return mask
+
+
+def watermark(img: np.ndarray, rng: np.random.Generator, min_change: float = 12.0) -> np.ndarray:
+    """Text, pseudo-text, banner or logo overlay at opacity 0.2-0.9 that visibly changes the crop.
+
+    An overlay whose covered pixels change by less than ``min_change`` grey levels on average
+    (white text on a white background, text off the frame) is redrawn, so every training
+    example really shows a watermark.
+    """
+    s = img.shape[0]
+    up = 4
+    out = img
+    for _ in range(8):
+        mask = cv2.resize(_overlay_mask(s * up, up, rng), (s, s), interpolation=cv2.INTER_AREA)
+        tone = float(rng.choice([255.0, 0.0, rng.uniform(120, 255)]))
+        base = img
+        if rng.random() < 0.2:  # embossed look: shadowed copy
+            shadow = np.roll(mask, 1, axis=(0, 1))
+            base = _blend(img, np.full(img.shape, 255.0 - tone, np.float32), shadow, 0.5 * float(rng.uniform(0.2, 0.9)))
+        out = _blend(base, np.full(img.shape, tone, np.float32), mask, float(rng.uniform(0.2, 0.9)))
+        covered = mask > 0.3
+        if covered.sum() >= 6 and np.abs(out.astype(np.float32) - img)[covered].mean() >= min_change:
+            break
+    return out
 
 
 def misaligned(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -101,8 +148,80 @@ def misaligned(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=value)
 
 
+def _dead_leaves(s: int, rng: np.random.Generator) -> np.ndarray:
+    """Overlapping discs and boxes of random grey and texture (a natural-image proxy)."""
+    out = np.full((s, s), float(rng.uniform(0, 255)), np.float32)
+    for _ in range(int(rng.integers(8, 60))):
+        r = int(s * rng.uniform(0.03, 0.4) ** 1.5 * 2) + 1
+        c = (int(rng.integers(-r, s + r)), int(rng.integers(-r, s + r)))
+        level = float(rng.uniform(0, 255))
+        if rng.random() < 0.7:
+            cv2.circle(out, c, r, level, -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(out, (c[0] - r, c[1] - r), (c[0] + r, c[1] + r), level, -1)
+    out += rng.normal(0, float(rng.uniform(0, 12)), (s, s))
+    return cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.5))).clip(0, 255).astype(np.uint8)
+
+
+def _spectral_noise(s: int, rng: np.random.Generator) -> np.ndarray:
+    """1/f^alpha noise (alpha 1-3): from gravel to clouds."""
+    fy = np.fft.fftfreq(s)[:, None]
+    fx = np.fft.rfftfreq(s)[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    f[0, 0] = 1.0
+    amp = f ** (-float(rng.uniform(1.0, 3.0)) / 2.0)
+    phase = rng.uniform(0, 2 * np.pi, amp.shape)
+    img = np.fft.irfft2(amp * np.exp(1j * phase), s=(s, s))
+    img = (img - img.mean()) / (img.std() + 1e-9)
+    return (128 + img * rng.uniform(20, 70) + rng.uniform(-60, 60)).clip(0, 255).astype(np.uint8)
+
+
+def _lines(s: int, rng: np.random.Generator) -> np.ndarray:
+    """Walls, grids, vessels: jittered parallel lines, staggered bricks or random curves."""
+    out = np.full((s, s), float(rng.uniform(40, 220)), np.float32)
+    ink = float(rng.choice([rng.uniform(0, 60), rng.uniform(180, 255)]))
+    thick = int(rng.integers(1, 3))
+    kind = int(rng.integers(0, 3))
+    if kind == 0:
+        step = int(rng.integers(4, 14))
+        for y in range(int(rng.integers(0, step)), s, step):
+            cv2.line(out, (0, y), (s, y + int(rng.integers(-2, 3))), ink, thick)
+            if rng.random() < 0.8:  # staggered joints
+                off = (y // step) % 2 * step
+                for x in range(off, s, 2 * step):
+                    cv2.line(out, (x, y), (x, y + step), ink, thick)
+    elif kind == 1:
+        for _ in range(int(rng.integers(3, 12))):
+            p = rng.integers(0, s, size=2)
+            a = float(rng.uniform(0, np.pi))
+            d = np.array([np.cos(a), np.sin(a)]) * s
+            cv2.line(out, (int(p[0] - d[0]), int(p[1] - d[1])), (int(p[0] + d[0]), int(p[1] + d[1])), ink, thick)
+    else:
+        for _ in range(int(rng.integers(2, 7))):
+            pts = np.cumsum(rng.normal(0, s / 8, (8, 2)), axis=0) + rng.uniform(0, s, 2)
+            cv2.polylines(out, [pts.astype(np.int32)], False, ink, thick, cv2.LINE_AA)
+    out += rng.normal(0, float(rng.uniform(0, 10)), (s, s))
+    return cv2.GaussianBlur(out, (0, 0), 0.6).clip(0, 255).astype(np.uint8)
+
+
+def _blobs(s: int, rng: np.random.Generator) -> np.ndarray:
+    """Dots, cells or coins: many small bright/dark discs, optionally shaded, on a plain or noisy ground."""
+    ground = float(rng.uniform(0, 255))
+    out = np.full((s, s), ground, np.float32) + rng.normal(0, float(rng.uniform(0, 15)), (s, s))
+    n = int(rng.integers(3, 80))
+    rmax = max(1, int(s * rng.uniform(0.03, 0.25)))
+    for _ in range(n):
+        r = int(rng.integers(1, rmax + 1))
+        c = (int(rng.integers(0, s)), int(rng.integers(0, s)))
+        level = float(np.clip(ground + rng.choice([-1, 1]) * rng.uniform(40, 200), 0, 255))
+        cv2.circle(out, c, r, level, -1, cv2.LINE_AA)
+        if r > 3 and rng.random() < 0.5:
+            cv2.circle(out, c, r, float(rng.uniform(0, 255)), 1, cv2.LINE_AA)
+    return cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2))).clip(0, 255).astype(np.uint8)
+
+
 def _procedural(s: int, rng: np.random.Generator) -> np.ndarray:
-    kind = int(rng.integers(0, 5))
+    kind = int(rng.integers(0, 9))
     if kind == 0:  # smooth noise texture
         sigma = float(rng.uniform(0.5, 6))
         noise = cv2.GaussianBlur(rng.normal(0, 1, (s, s)).astype(np.float32), (0, 0), sigma)
@@ -129,15 +248,22 @@ def _procedural(s: int, rng: np.random.Generator) -> np.ndarray:
         yy, xx = np.mgrid[0:s, 0:s]
         a, b = rng.uniform(0, 255, size=2)
         return np.where(((yy // cell + xx // cell) % 2) == 0, a, b).astype(np.uint8)
-    # block-scrambled noise with edges
-    out = rng.integers(0, 256, (s // 4, s // 4)).astype(np.uint8)
-    return cv2.resize(out, (s, s), interpolation=int(rng.choice([cv2.INTER_NEAREST, cv2.INTER_CUBIC])))
+    if kind == 4:  # block-scrambled noise with edges
+        out = rng.integers(0, 256, (s // 4, s // 4)).astype(np.uint8)
+        return cv2.resize(out, (s, s), interpolation=int(rng.choice([cv2.INTER_NEAREST, cv2.INTER_CUBIC])))
+    if kind == 5:
+        return _dead_leaves(s, rng)
+    if kind == 6:
+        return _spectral_noise(s, rng)
+    if kind == 7:
+        return _lines(s, rng)
+    return _blobs(s, rng)
 
 
 def non_face(img: np.ndarray, rng: np.random.Generator, pool: np.ndarray | None = None) -> np.ndarray:
     """A patch with no face: a 2.5-5x zoom into a random corner of a real crop, or a texture."""
     s = img.shape[0]
-    if rng.random() < 0.55:
+    if rng.random() < 0.35:
         src = pool[int(rng.integers(0, len(pool)))] if pool is not None and len(pool) else img
         side = int(s / rng.uniform(2.5, 5.0))
         x, y = int(rng.integers(0, s - side + 1)), int(rng.integers(0, s - side + 1))
@@ -224,21 +350,38 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def make_training_set(images: np.ndarray, *, n_clean: int, n_per_defect: int, seed: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Real crops (class 0) plus synthetic defects of every class; returns (x uint8, y int64)."""
+def resize_to(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (N,S,S) resized to (N,side,side) (area interpolation) when S != side."""
+    images = np.asarray(images)
+    if images.shape[1:] == (side, side):
+        return images
+    out = np.empty((len(images), side, side), np.uint8)
+    for k, im in enumerate(images):
+        out[k] = cv2.resize(np.ascontiguousarray(im), (side, side), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def make_training_set(images: np.ndarray, *, n_clean: int, n_per_defect: int, seed: int, size: int = 48,
+                      exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Real crops (class 0) plus synthetic defects of every class; returns (x uint8, y int64).
+
+    Clean examples avoid the rows marked in ``exclude`` (when enough others remain); defects are
+    made from any row. Crops are resized to ``size`` first.
+    """
     rng = np.random.default_rng(seed)
     n = len(images)
-    clean_idx = rng.choice(n, size=min(n_clean, n), replace=n_clean > n)
-    xs = [np.asarray(images[np.sort(clean_idx)], dtype=np.uint8)]
+    pool = np.arange(n) if exclude is None or (~exclude).sum() < n_clean else np.flatnonzero(~exclude)
+    clean_idx = np.sort(rng.choice(pool, size=min(n_clean, len(pool)), replace=False))
+    xs = [resize_to(np.asarray(images[clean_idx], dtype=np.uint8), size)]
     ys = [np.zeros(len(clean_idx), np.int64)]
     for cls, name in enumerate(DEFECT_CLASSES[1:], start=1):
         gen = GENERATORS[name]
-        src = rng.choice(n, size=n_per_defect, replace=n_per_defect > n)
-        out = np.empty((n_per_defect,) + images.shape[1:], np.uint8)
-        for k, i in enumerate(src):
-            base = np.ascontiguousarray(images[i])
-            out[k] = gen(base, rng, images) if name == "non_face" else gen(base, rng)
+        src = np.sort(rng.choice(n, size=n_per_defect, replace=n_per_defect > n))
+        bases = resize_to(np.asarray(images[src], dtype=np.uint8), size)
+        out = np.empty((n_per_defect, size, size), np.uint8)
+        for k, base in enumerate(bases):
+            base = np.ascontiguousarray(base)
+            out[k] = gen(base, rng, bases) if name == "non_face" else gen(base, rng)
         xs.append(out)
         ys.append(np.full(n_per_defect, cls, np.int64))
     return np.concatenate(xs), np.concatenate(ys)

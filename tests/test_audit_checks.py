@@ -1,0 +1,124 @@
+"""Per-check behaviour on real FER crops (the bundled sample) with synthetic defects."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from curate.audit import bench_defects as D
+from curate.audit.api import run_checks
+from curate.audit.base import AuditContext
+from curate.audit.checks_learned import text_region
+from curate.audit.faces import detect_face
+from curate.config import load_config
+
+
+@pytest.fixture(scope="module")
+def faces(sample_ws_path):
+    from curate.workspace import Workspace
+
+    pix = np.asarray(Workspace(sample_ws_path).pixels())
+    keep = pix.reshape(len(pix), -1).std(axis=1) > 25  # ordinary, non-blank crops
+    return pix[keep]
+
+
+def _scores(images, checks, overrides=None, seed=0):
+    cfg = load_config("audit", overrides)
+    rows, _ = run_checks(images, [f"i{k}" for k in range(len(images))], checks, cfg, seed=seed)
+    return {c: rows[rows["check"] == c] for c in checks}
+
+
+def test_quality_checks_flag_degraded_real_crops_and_not_the_originals(faces):
+    real = faces[:200]
+    degraded = {
+        "dark": (real * 0.15).astype(np.uint8),
+        "light": (real * 0.25 + 185).astype(np.uint8),
+        "low_contrast": (real * 0.15 + 100).astype(np.uint8),
+        "blurry": np.stack([cv2.GaussianBlur(im, (0, 0), 3.0) for im in real]),
+        "low_information": ((real // 86) * 120).astype(np.uint8),
+    }
+    clean = _scores(real, list(degraded))
+    for name, imgs in degraded.items():
+        bad = _scores(imgs, [name])[name]
+        assert bad["flagged"].mean() >= 0.9, (name, bad["flagged"].mean())
+        assert clean[name]["flagged"].mean() <= 0.05, (name, clean[name]["flagged"].mean())
+
+
+def test_blank_check_catches_constant_and_noisy_flat_frames(faces):
+    rng = np.random.default_rng(0)
+    flat = np.stack([np.full((48, 48), v, np.uint8) for v in (0, 17, 128, 255)]
+                    + [np.clip(90 + rng.normal(0, 1.2, (48, 48)), 0, 255).astype(np.uint8)])
+    res = _scores(np.concatenate([flat, faces[:50]]), ["blank"])["blank"]
+    assert res["flagged"].iloc[:5].all()
+    assert not res["flagged"].iloc[5:].any()
+
+
+@pytest.fixture(scope="module")
+def learned(faces):
+    """Learned-check scores on real crops plus injected defects (benchmark generators, not training ones)."""
+    rng = np.random.default_rng(11)
+    real = faces[:300]
+    src = faces[300:420]
+    sets = {
+        "watermark": np.stack([D.text_watermark(im, rng, 0.9) for im in src]),
+        "misaligned": np.stack([D.shifted(im, rng) for im in src]),
+        "non_face": np.stack([D.non_face_patch(48, rng) for _ in src]),
+    }
+    images = np.concatenate([real] + list(sets.values()))
+    cfg = ["model.n_clean=1500", "model.n_per_defect=300", "model.epochs=4"]
+    res = _scores(images, list(sets), cfg)
+    return res, len(real), {k: len(v) for k, v in sets.items()}
+
+
+def _auc(pos, neg):
+    pos, neg = np.asarray(pos), np.asarray(neg)
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check,min_auc", [("non_face", 0.9), ("misaligned", 0.8), ("watermark", 0.6)])
+def test_learned_checks_rank_injected_defects_above_real_faces(learned, check, min_auc):
+    res, n_real, sizes = learned
+    start = n_real + sum(v for k, v in sizes.items() if list(sizes).index(k) < list(sizes).index(check))
+    s = res[check]["score"].to_numpy()
+    auc = _auc(s[start:start + sizes[check]], s[:n_real])
+    assert auc >= min_auc, (check, auc)
+
+
+def test_defect_model_is_deterministic_for_a_seed(faces):
+    cfg = ["model.n_clean=400", "model.n_per_defect=80", "model.min_per_defect=80", "model.epochs=1"]
+    a = _scores(faces[:150], ["watermark"], cfg, seed=5)["watermark"]["score"].to_numpy()
+    b = _scores(faces[:150], ["watermark"], cfg, seed=5)["watermark"]["score"].to_numpy()
+    c = _scores(faces[:150], ["watermark"], cfg, seed=6)["watermark"]["score"].to_numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_a_failing_image_is_isolated(faces, monkeypatch):
+    from curate.audit import checks_quality
+
+    real = np.ascontiguousarray(faces[:20])
+    original = checks_quality.quality_images
+
+    def flaky(ctx: AuditContext, rows):
+        if 7 in rows:
+            raise ValueError("cannot decode image 7")
+        return original(ctx, rows)
+
+    monkeypatch.setattr(checks_quality, "quality_images", flaky)
+    res = _scores(real, ["dark"])["dark"]
+    assert np.isnan(res["score"].iloc[7]) and not res["flagged"].iloc[7]
+    assert res["evidence"].iloc[7] == "error: ValueError: cannot decode image 7"
+    assert res["score"].drop(index=res.index[7]).notna().all()
+
+
+def test_detector_and_text_evidence_on_real_crops(faces):
+    found = [detect_face(im) for im in faces[:40]]
+    assert sum(b.found for b in found) >= 20  # Haar finds most upscaled real FER faces
+    box = next(b for b in found if b.found)
+    assert 0.4 <= box.scale(48) <= 1.3
+    rng = np.random.default_rng(1)
+    marked = faces[0].copy()
+    cv2.putText(marked, "SAMPLE", (2, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1)
+    assert text_region(marked).startswith("text-like region")
+    assert rng is not None
