@@ -177,7 +177,7 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()])) if len(edges) else []
     quality = np.zeros(len(manifest), np.float32)
     if len(members):
-        quality[members] = quality_score(images[members])
+        quality[members] = quality_score(images, members)
     clusters = assign_clusters(len(manifest), edges, labels=manifest["label"], splits=manifest["split"],
                                digests=manifest["digest"], quality=quality, policy=cfg["policy"])
     ids = manifest["image_id"].astype("string").to_numpy()

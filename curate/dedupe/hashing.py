@@ -189,7 +189,7 @@ _BITS = {"phash": phash_bits, "dhash": dhash_bits, "whash": whash_bits}
 
 
 def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8, mirror: bool = False,
-                batch_size: int = 1024, workers: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
+                batch_size: int = 512, workers: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
     """Packed hashes uint8 (N, hash_size**2 // 8) of grey uint8 images (N, H, W).
 
     Returns ``(hashes, mirrored)``; ``mirrored`` holds the horizontally flipped images'
@@ -200,6 +200,9 @@ def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8
 
     from threadpoolctl import threadpool_limits
 
+    from curate.perf import keep_freed_memory
+
+    keep_freed_memory()
     if method not in _BITS:
         raise ValueError(f"unknown hash method {method!r}; choose one of {', '.join(HASH_METHODS)}")
     images = np.asarray(images) if not isinstance(images, np.memmap) else images

@@ -16,11 +16,13 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray, dist: np.ndarray) -> tuple[np.nd
     lo, hi, dist = lo[keep], hi[keep], np.asarray(dist)[keep]
     if len(lo) == 0:
         return lo, hi, dist
-    order = np.lexsort((dist, hi, lo))
-    lo, hi, dist = lo[order], hi[order], dist[order]
-    first = np.ones(len(lo), bool)
-    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-    return lo[first], hi[first], dist[first]
+    key = lo * (int(hi.max()) + 1) + hi
+    order = np.lexsort((dist, key))
+    key = key[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
+    keep = order[first]
+    return lo[keep], hi[keep], dist[keep]
 
 
 def binary_index(codes: np.ndarray):
@@ -40,8 +42,8 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     against ``codes`` instead of the codes themselves; pair (i, j) then means
     d(queries[i], codes[j]) <= radius. ``method``: ``flat`` = faiss IndexBinaryFlat
     range_search (exact, O(N^2) in C); ``mih`` = exact multi-index hashing
-    (:func:`mih_pairs`, 64-bit codes), near linear while each of the radius + 1 bit ranges
-    keeps >= 10 bits; ``auto`` picks mih for 64-bit codes and radius <= 5, else flat.
+    (:func:`mih_pairs`, 64-bit codes), near linear while its keys (two of radius + 2 bit
+    ranges) keep >= 16 bits; ``auto`` picks mih for 64-bit codes and radius <= 6, else flat.
     Both return the same pairs.
     """
     if method not in ("auto", "flat", "mih"):
@@ -51,7 +53,7 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     if len(codes) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.int32)
-    if method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 5):
+    if method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 6):
         if codes.shape[1] != 8:
             raise ValueError("multi-index hashing needs 64-bit codes")
         return mih_pairs(codes, radius, queries=queries)
@@ -81,31 +83,66 @@ def _pairs_within_runs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray,
     return order[first], order[first + 1 + offset]
 
 
+def _pairs_across(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with ``left[i] == right[j]`` (a sort-merge join on equal keys)."""
+    order = np.argsort(right, kind="stable")
+    sorted_right = right[order]
+    lo = np.searchsorted(sorted_right, left, side="left")
+    hi = np.searchsorted(sorted_right, left, side="right")
+    count = hi - lo
+    total = int(count.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    i = np.repeat(np.arange(len(left), dtype=np.int64), count)
+    offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    return i, order[np.repeat(lo, count) + offset]
+
+
 def mih_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact Hamming-radius pairs of 64-bit codes by multi-index hashing (pigeonhole).
+    """Exact Hamming-radius pairs of 64-bit codes by multi-index hashing (generalised pigeonhole).
 
-    The code is cut into ``radius + 1`` bit ranges; two codes within ``radius`` agree
-    exactly on at least one range, so only codes sharing a range value are compared.
-    With ``queries`` only query-code pairs are kept (as in :func:`hamming_pairs`).
+    The code is cut into ``radius + 2`` contiguous bit ranges. Two codes within ``radius``
+    differ in at most ``radius`` ranges, so they agree exactly on at least two; every pair of
+    ranges (about 2 x 64 / (radius + 2) bits) is therefore a key under which such codes meet.
+    Only codes sharing a key are compared. Wider keys than the classic radius + 1 ranges keep
+    the candidate count near the true pair count on clustered hashes (faces share their
+    low-frequency bits). With ``queries`` only query-code pairs are kept (as in
+    :func:`hamming_pairs`).
     """
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import combinations
+
     c = np.ascontiguousarray(codes, np.uint8).view(">u8").ravel().astype(np.uint64)
     n = len(c)
     allc = c if queries is None else np.r_[c, np.ascontiguousarray(queries, np.uint8).view(">u8").ravel().astype(np.uint64)]
-    bounds = np.linspace(0, 64, radius + 2).astype(int)
-    found_a, found_b, found_d = [], [], []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        key = (allc >> np.uint64(64 - hi)) & np.uint64((1 << (hi - lo)) - 1)
-        i, j = _pairs_within_runs(np.argsort(key, kind="stable"), key)
-        if queries is not None:
-            cross = (i < n) != (j < n)
-            i, j = i[cross], j[cross]
-        d = np.bitwise_count(allc[i] ^ allc[j]).astype(np.int32)
+    bounds = np.linspace(0, 64, radius + 3).astype(int)
+    parts = [(allc >> np.uint64(64 - hi)) & np.uint64((1 << (hi - lo)) - 1) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    widths = np.diff(bounds)
+    masks = [np.uint64(((1 << (hi - lo)) - 1) << (64 - hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def candidates(combo: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        g1, g2 = combo
+        key = (parts[g1] << np.uint64(widths[g2])) | parts[g2]
+        if queries is None:
+            i, j = _pairs_within_runs(np.argsort(key, kind="stable"), key)
+        else:  # only query-code pairs: join the query keys against the sorted code keys
+            i, j = _pairs_across(key[n:], key[:n])
+            i = i + n
+        x = allc[i] ^ allc[j]
+        d = np.bitwise_count(x).astype(np.int32)
         keep = d <= radius
-        found_a.append(i[keep] % n)
-        found_b.append(j[keep] % n)
-        found_d.append(d[keep])
-    return _unique_pairs(np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_d))
+        i, j, d, x = i[keep], j[keep], d[keep], x[keep]
+        # report each pair under the first key it shares only (no duplicates across keys)
+        agree = np.stack([(x & m) == 0 for m in masks], axis=1)
+        first = agree.argmax(axis=1)
+        agree[np.arange(len(first)), first] = False
+        canonical = (first == g1) & (agree.argmax(axis=1) == g2)
+        return i[canonical] % n, j[canonical] % n, d[canonical]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # sorting and gathers release the GIL
+        found = list(pool.map(candidates, combinations(range(len(parts)), 2)))
+    return _unique_pairs(*(np.concatenate(col) for col in zip(*found)))
 
 
 def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from curate.ingest.decode import pixel_digest, to_store
+from curate.perf import keep_freed_memory
 from curate.ingest.records import Reject, SourceResult
 from curate.labels import CLASSES, FER2013_USAGE, canonical_split
 from curate.progress import progress
@@ -261,26 +262,6 @@ def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarra
     rejects.sort(key=lambda r: (r.source_row if r.source_row is not None else -1))
     return SourceResult(rows=rows, pixels=store, rejects=rejects, read=read + sum(
         1 for r in rejects if r.code == "truncated_gzip"))
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed numpy buffers instead of returning them to the OS after each block.
-
-    The pixel parser allocates and frees many multi-MB temporaries; with glibc's default
-    thresholds each one is a fresh mmap whose pages fault in again (measured: 25% of the
-    parse time). Raising the mmap and trim thresholds keeps them on the heap. No-op elsewhere.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 _VALID = np.zeros(256, dtype=bool)
