@@ -35,6 +35,7 @@ STEPS: dict[str, str] = {
     "mislabel_bench": "curate.mislabel.api:mislabel_bench_step",
     "split": "curate.split.api:split_step",
     "train-eval": "curate.train.api:train_eval_step",
+    "compare": "curate.train.api:compare_step",
     "report": "curate.report.api:report_step",
     "dedupe": "curate.dedupe.api:dedupe_step",
     "dedupe_bench": "curate.dedupe.bench:bench_dedupe_step",

@@ -40,10 +40,11 @@ def test_full_audit_writes_contract_rows_for_every_check(sample_ws):
     assert findings["score"].notna().all()
     assert findings["suggested_label"].isna().all()
     assert sum(summary["errors"].values()) == 0
-    # learned checks flag a minority of real FER images, and record evidence text
-    for name in ("non_face", "misaligned", "watermark"):
+    # learned checks flag a minority of real FER images (this small 3-epoch model is less sure than the
+    # default one, and misaligned's threshold is set for ~4% of FER2013), and record evidence text
+    for name, most in (("non_face", 0.05), ("misaligned", 0.25), ("watermark", 0.15)):
         part = findings[findings["check"] == name]
-        assert part["flagged"].mean() < 0.15, name
+        assert part["flagged"].mean() < most, name
         assert part["evidence"].str.contains("model p=").all()
     runs = sample_ws.info()["runs"]
     assert runs[-1]["command"] == "audit" and runs[-1]["seed"] == 3
@@ -96,8 +97,9 @@ def test_cli_json_list_and_errors(sample_ws, monkeypatch):
     assert summary["checks"] == ["blank", "low_contrast"] and summary["flagged"]["blank"] >= 3
     res = runner.invoke(app, ["audit", "--list", "--json"])
     listed = json.loads(res.stdout)["checks"]
-    assert [c["name"] for c in listed] == list(CHECKS)
-    assert all(c["description"] and "threshold" in c["defaults"] for c in listed)
+    assert [c["name"] for c in listed] == list(CHECKS) + ["mislabel"]
+    assert all(c["description"] and "threshold" in c["defaults"] for c in listed[:-1])
+    assert listed[-1]["defaults"]["folds"] == 5
     res = runner.invoke(app, ["audit", "-w", str(sample_ws.root), "--checks", "blank,nonsense"])
     assert res.exit_code == 2 and "nonsense" in res.output
     res = runner.invoke(app, ["audit", "-w", str(sample_ws.root), "--checks", "blank", "--set", "blank.nope=1"])
@@ -116,3 +118,20 @@ def test_pipeline_step_accepts_checks_and_set(sample_ws):
     with pytest.raises(Exception, match="unknown option"):
         audit_step(sample_ws, {"bogus": 1}, seed=0, quiet=True)
     assert isinstance(read_findings(sample_ws), pd.DataFrame)
+
+
+def test_audit_checks_mislabel_runs_the_cross_validated_check(sample_ws):
+    runner = CliRunner()
+    res = runner.invoke(app, ["audit", "-w", str(sample_ws.root), "--checks", "blank,mislabel", "--json", "--quiet",
+                              "--set", "mislabel.recipe=demo_tiny", "--set", "mislabel.folds=2",
+                              "--set", "mislabel.tta=false", "--set", "blank.threshold=0.95"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["checks"] == ["blank"] and summary["mislabel"]["folds"] == 2
+    f = read_findings(sample_ws)
+    n = len(sample_ws.manifest())
+    assert (f.groupby("check").size() == n).to_dict() == {"blank": True, "mislabel": True}
+    mis = f[f["check"] == "mislabel"]
+    assert mis["evidence"].str.contains(r"p\(\w+\)=0\.\d\d").all()
+    assert mis.loc[mis["flagged"], "suggested_label"].notna().all()
+    assert (sample_ws.root / "oof_probs.npy").exists()

@@ -57,16 +57,16 @@ def test_blank_check_catches_constant_and_noisy_flat_frames(faces):
 def learned(faces):
     """Learned-check scores on real crops plus injected defects (benchmark generators, not training ones)."""
     rng = np.random.default_rng(11)
-    real = faces[:300]
-    src = faces[300:420]
+    real = faces[:900]
+    src = faces[900:1020]
     sets = {
         "watermark": np.stack([D.text_watermark(im, rng, 0.9) for im in src]),
         "misaligned": np.stack([D.shifted(im, rng) for im in src]),
         "non_face": np.stack([D.non_face_patch(48, rng) for _ in src]),
     }
     images = np.concatenate([real] + list(sets.values()))
-    cfg = ["model.n_clean=1500", "model.n_per_defect=300", "model.epochs=4"]
-    res = _scores(images, list(sets), cfg)
+    cfg = ["model.n_clean=1500", "model.n_per_defect=300", "model.epochs=4", "non_face.face_found_factor=1.0"]
+    res = _scores(images, list(sets), cfg)  # the model's own ranking (detector fusion tested below)
     return res, len(real), {k: len(v) for k, v in sets.items()}
 
 
@@ -122,3 +122,16 @@ def test_detector_and_text_evidence_on_real_crops(faces):
     cv2.putText(marked, "SAMPLE", (2, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1)
     assert text_region(marked).startswith("text-like region")
     assert rng is not None
+
+
+def test_non_face_score_is_lowered_where_the_face_detector_finds_a_face(faces):
+    images = np.ascontiguousarray(faces[:60])
+    base = ["model.n_clean=400", "model.n_per_defect=80", "model.min_per_defect=80", "model.epochs=1",
+            "non_face.face_check_share=1.0"]
+    plain = _scores(images, ["non_face"], base + ["non_face.face_found_factor=1.0"])["non_face"]["score"].to_numpy()
+    fused = _scores(images, ["non_face"], base + ["non_face.face_found_factor=0.1"])["non_face"]["score"].to_numpy()
+    boxes = [detect_face(im) for im in images]
+    filled = np.array([b.found and b.scale(48) >= 0.45 for b in boxes])
+    assert filled.sum() >= 20 and (~filled).sum() >= 1
+    np.testing.assert_allclose(fused[filled], 0.1 * plain[filled], rtol=1e-6)
+    np.testing.assert_allclose(fused[~filled], plain[~filled], rtol=1e-6)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -70,3 +71,15 @@ def test_demo_runs_end_to_end(tmp_path):
     ws_json = json.loads((tmp_path / "demo" / "workspace.json").read_text())
     assert [r["command"] for r in ws_json["runs"]][0] == "ingest"
     assert (tmp_path / "demo" / "manifest.parquet").exists()
+    assert steps == ["ingest", "info", "dedupe", "audit", "mislabel", "split", "split", "train-eval", "train-eval",
+                     "compare", "report"]
+    demo = tmp_path / "demo"
+    findings = pd.read_parquet(demo / "findings.parquet")
+    assert {"blank", "non_face", "watermark", "mislabel"} <= set(findings["check"])
+    assert findings.loc[findings["check"] == "blank", "flagged"].sum() >= 3  # the sample's real blank frames
+    dups = pd.read_parquet(demo / "duplicates.parquet")
+    assert (dups["cluster_type"] == "cross_split").any()  # the sample ships cross-split copies
+    compare = (demo / "compare.md").read_text()
+    assert "demo-raw" in compare and "demo-cleaned" in compare
+    assert (demo / "report" / "index.html").stat().st_size > 100_000
+    assert "Report:" not in out.stdout  # --json keeps stdout machine-readable

@@ -81,3 +81,29 @@ def test_policy_overrides():
 def test_missing_labels_do_not_make_conflicts():
     out = _run([(0, 1)], [None, "sad"], ["train", "train"])
     assert not out["inter_class"].any() and (out["cluster_type"] == "intra_class").all()
+
+
+def test_look_alike_chains_are_cut_but_exact_groups_never_split():
+    from curate.dedupe.clusters import capped_components
+
+    # a chain of 40 images linked by embedding edges (distance grows along the chain) and an
+    # exact-copy group of 20 images with one weak embedding edge to the chain
+    chain = [(i, i + 1, "pixel", 0.001 * (i % 7 + 1)) for i in range(39)]
+    exact = [(40, 40 + k, "exact", 0.0) for k in range(1, 20)]
+    bridge = [(39, 40, "pixel", 0.04)]
+    rows = chain + exact + bridge
+    edges = pd.DataFrame(rows, columns=["a", "b", "method", "distance"])
+    comp = capped_components(60, edges, 16)
+    sizes = np.bincount(comp)
+    assert sizes.max() == 20 and len(set(comp[40:60])) == 1  # the exact group stays whole (over the cap)
+    assert comp[39] != comp[40]                                # the weak bridge is cut
+    chain_sizes = np.bincount(comp[:40])
+    assert chain_sizes[chain_sizes > 0].max() <= 16 and (chain_sizes[chain_sizes > 0] >= 2).all()
+    assert np.array_equal(capped_components(60, edges, 0), np.zeros(60, np.int64))  # 0 = plain components
+    # assign_clusters applies the cap from the policy, and a cut never leaves a one-image cluster
+    labels = pd.Series(["happy"] * 30 + ["sad"] * 30)
+    out = assign_clusters(60, edges, labels=labels, splits=pd.Series(["train"] * 60),
+                          digests=pd.Series([f"d{i}" for i in range(40)] + ["same"] * 20),
+                          quality=np.zeros(60), policy={"max_cluster_size": 16})
+    assert out.groupby("cluster_id").size().min() >= 2 and out["cluster_id"].nunique() >= 4
+    assert (out.loc[out["pos"] >= 40, "kind"] == "exact").all()

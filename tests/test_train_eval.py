@@ -84,6 +84,15 @@ def test_train_eval_and_compare_cli(sample_ws):
     assert summary["model"] == "five_layer_cnn" and summary["epochs_run"] == 1
     res = runner.invoke(app, ["compare", "-w", root, "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["runs"][0]["run"] == "cli"
+    report = sample_ws.root.parent / "out" / "compare.md"
+    res = runner.invoke(app, ["compare", "cli", "-w", root, "--report", str(report), "--json"])
+    assert res.exit_code == 0, res.output
+    text = report.read_text()
+    acc = json.loads(res.stdout)["runs"][0]["accuracy"]
+    assert f"{acc:.2%}" in text and "| cli | cleaned | demo_tiny | five_layer_cnn |" in text
+    assert "curate train-eval -w" in text and "--name cli" in text  # the recorded command
+    assert "`cleaned`: " in text and "test " in text
+    assert (report.parent / "figures" / "compare" / "cli-confusion.png").stat().st_size > 1000
     res = runner.invoke(app, ["train-eval", "-w", root, "--split", "missing", "-q"])
     assert res.exit_code == 1 and "no split named" in res.output
     res = runner.invoke(app, ["train-eval", "-w", root, "--split", "cleaned", "--recipe", "nope", "-q"])

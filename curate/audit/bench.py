@@ -73,18 +73,36 @@ def inject(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(kind)
 
 
-def build_workspace(root: Path, images: np.ndarray, ids: list[str], per_type: int, seed: int
-                    ) -> tuple[Workspace, pd.DataFrame]:
-    """Workspace of untouched images + injected defects; returns it and the truth table."""
+def load_reviewed(path: Path | None) -> dict[str, str]:
+    """``image_id -> issue`` of images a reviewer confirmed as real defects (CSV with image_id, issue)."""
+    if path is None:
+        return {}
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"image_id", "issue"} - set(table.columns)
+    if missing:
+        raise CurateError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need image_id, issue)")
+    return dict(zip(table["image_id"], table["issue"]))
+
+
+def build_workspace(root: Path, images: np.ndarray, ids: list[str], per_type: int, seed: int,
+                    reviewed: dict[str, str] | None = None) -> tuple[Workspace, pd.DataFrame]:
+    """Workspace of untouched images + injected defects; returns it and the truth table.
+
+    Images a reviewer confirmed as real defects (``reviewed``) stay in the workspace, as in real
+    use, but never serve as injection sources; the truth table marks them (``reviewed_issue``).
+    """
     rng = np.random.default_rng(seed)
+    reviewed = reviewed or {}
     rows = [(i, "untouched", i) for i in ids]
     pix = [images]
+    pool = np.array([k for k, i in enumerate(ids) if i not in reviewed])
     for kind in DEFECTS:
-        src = rng.choice(len(images), size=per_type, replace=False)
+        src = pool[rng.choice(len(pool), size=per_type, replace=False)]
         made = np.stack([inject(kind, np.asarray(images[s]), rng) for s in src])
         pix.append(made)
         rows += [(f"inj-{kind}-{k:05d}", kind, ids[s]) for k, s in enumerate(src)]
     truth = pd.DataFrame(rows, columns=["image_id", "kind", "source_id"])
+    truth["reviewed_issue"] = truth["image_id"].map(reviewed).where(truth["kind"] == "untouched")
     n = len(truth)
     manifest = coerce_manifest(pd.DataFrame({
         "image_id": truth["image_id"], "source": "bench", "source_row": np.arange(n), "source_path": pd.NA,
@@ -101,16 +119,28 @@ def build_workspace(root: Path, images: np.ndarray, ids: list[str], per_type: in
 
 
 def evaluate(findings: pd.DataFrame, truth: pd.DataFrame, thresholds: dict[str, float]) -> dict[str, Any]:
-    """FPR on untouched images and recall per (defect type, check), at the threshold and at FPR 2%/5%."""
+    """FPR on untouched images and recall per (defect type, check), at the threshold and at FPR 2%/5%.
+
+    Two negative sets: every untouched image (``raw``), and the untouched images minus those a
+    reviewer confirmed as real defects (``reviewed``; the same as raw without a review file).
+    """
     f = findings.merge(truth, on="image_id")
-    out: dict[str, Any] = {"fpr": {}, "recall": {}, "suggested_thresholds": {}}
+    out: dict[str, Any] = {"fpr": {}, "recall": {}, "suggested_thresholds": {},
+                           "reviewed_excluded": int(truth["reviewed_issue"].notna().sum())}
     for check, part in f.groupby("check", sort=False):
-        clean = part[part["kind"] == "untouched"]
-        flagged_src = set(clean.loc[clean["flagged"], "image_id"])
-        scores = clean["score"].to_numpy(dtype=float)
+        untouched = part[part["kind"] == "untouched"]
+        negatives = {"raw": untouched, "reviewed": untouched[untouched["reviewed_issue"].isna()]}
+        flagged_src = set(untouched.loc[untouched["flagged"], "image_id"])
+        q: dict[str, dict[float, float]] = {}
+        for name, neg in negatives.items():
+            scores = neg["score"].to_numpy(dtype=float)
+            scores = scores[np.isfinite(scores)]
+            q[name] = {fpr: float(np.quantile(scores, 1 - fpr)) for fpr in (0.02, 0.05)} if len(scores) else {}
+        out["fpr"][check] = {"at_threshold": float(untouched["flagged"].mean()),
+                             "at_threshold_reviewed": float(negatives["reviewed"]["flagged"].mean()),
+                             "threshold": thresholds.get(check)}
+        scores = negatives["reviewed"]["score"].to_numpy(dtype=float)
         scores = scores[np.isfinite(scores)]
-        q = {fpr: float(np.quantile(scores, 1 - fpr)) for fpr in (0.02, 0.05)} if len(scores) else {}
-        out["fpr"][check] = {"at_threshold": float(clean["flagged"].mean()), "threshold": thresholds.get(check)}
         if check in TARGET_FPR and len(scores):
             out["suggested_thresholds"][check] = round(float(np.quantile(scores, 1 - TARGET_FPR[check])), 4)
         for kind, checks in DEFECTS.items():
@@ -118,15 +148,22 @@ def evaluate(findings: pd.DataFrame, truth: pd.DataFrame, thresholds: dict[str, 
                 continue
             inj = part[(part["kind"] == kind) & ~part["source_id"].isin(flagged_src)]
             s = inj["score"].to_numpy(dtype=float)
-            out["recall"].setdefault(kind, {})[check] = {
-                "n": int(len(inj)), "at_threshold": float(inj["flagged"].mean()) if len(inj) else float("nan"),
-                **{f"at_fpr_{int(k * 100)}": float(np.mean(s > v)) for k, v in q.items()}}
+            entry = {"n": int(len(inj)), "at_threshold": float(inj["flagged"].mean()) if len(inj) else float("nan")}
+            for name, qs in q.items():
+                suffix = "" if name == "reviewed" else "_raw"
+                entry.update({f"at_fpr_{int(k * 100)}{suffix}": float(np.mean(s > v)) for k, v in qs.items()})
+            out["recall"].setdefault(kind, {})[check] = entry
     return out
 
 
 def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limit: int | None = None, seed: int = 0,
-              overrides: list[str] | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Run the benchmark (see module docstring) and write the markdown report ``out``."""
+              overrides: list[str] | None = None, reviewed: Path | None = None, timing: bool = True,
+              quiet: bool = False) -> dict[str, Any]:
+    """Run the benchmark (see module docstring) and write the markdown report ``out``.
+
+    ``reviewed``: CSV of images a reviewer confirmed as real defects (image_id, issue), left out
+    of the negatives for the "reviewed" figures. ``timing``: also time every check on all images.
+    """
     from curate.audit.api import audit
     from curate.findings import read_findings
 
@@ -150,16 +187,24 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
     halves = {"tune": np.sort(order[: len(ids) // 2]), "report": np.sort(order[len(ids) // 2:])}
     cfg = load_config("audit", overrides)
     thresholds = {k: v["threshold"] for k, v in cfg.items() if isinstance(v, dict) and "threshold" in v}
+    review = load_reviewed(reviewed)
     result: dict[str, Any] = {"data": str(data), "images": len(ids), "per_type": per_type, "seed": seed,
-                              "overrides": overrides or [], "halves": {}}
+                              "overrides": overrides or [], "halves": {},
+                              "reviewed": {"file": str(reviewed) if reviewed else None, "images": len(review),
+                                           "by_issue": pd.Series(review).value_counts().to_dict() if review else {}}}
     for h, (name, rows) in enumerate(halves.items()):
         ws, truth = build_workspace(scratch / f"ws-{name}", images[rows], [ids[i] for i in rows], per_type,
-                                    seed=seed * 1000 + 17 + h)
+                                    seed=seed * 1000 + 17 + h, reviewed=review)
         summary = audit(ws, None, overrides=overrides, seed=seed + h, quiet=quiet)
         ev = evaluate(read_findings(ws), truth, thresholds)
         ev.update(images=int(len(truth)), untouched=int(len(rows)), seconds=summary["seconds"],
                   seconds_per_check=summary["seconds_per_check"])
         result["halves"][name] = ev
+    if not timing:
+        from curate.audit.bench_report import write_report
+
+        result["report"] = str(write_report(result, out, thresholds))
+        return result
     timing_ws = Workspace(scratch / "ws-timing")
     timing_ws.commit(base.manifest().iloc[: len(ids)], images, image_size=images.shape[1])
     t0 = time.perf_counter()

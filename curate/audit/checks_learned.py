@@ -54,10 +54,12 @@ def text_region(img: np.ndarray, min_contrast: int = 40) -> str:
 class _LearnedCheck(Check):
     cls_name = ""
 
+    def _column(self, ctx: AuditContext) -> int:
+        return list(ctx.shared("defect_model", lambda: None).classes).index(self.cls_name)
+
     def score(self, ctx: AuditContext, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         probs = defect_probs(ctx)
-        col = list(ctx.shared("defect_model", lambda: None).classes).index(self.cls_name)
-        scores = probs[rows, col].astype(np.float64)
+        scores = probs[rows, self._column(ctx)].astype(np.float64)
         scores = self.adjust(ctx, rows, scores)
         need = scores >= float(self.params.get("evidence_min", 0.5)) * self.threshold
         evidence = [self.evidence(ctx, int(r), float(s)) if n else f"model p={s:.2f}"
@@ -74,18 +76,21 @@ class _LearnedCheck(Check):
 class NonFace(_LearnedCheck):
     name = "non_face"
     cls_name = "non_face"
-    description = ("Not a face (object, texture, scenery, placeholder): defect-model probability; candidates get "
-                   "the Haar face detector's verdict as evidence, and a confident face box can lower the score.")
+    description = ("Not a face (object, texture, scenery, placeholder): defect-model probability, combined with "
+                   "OpenCV's Haar face detector: the highest-scored images (face_check_share) are run through "
+                   "the detector and a face box filling the crop multiplies the score by face_found_factor.")
 
     def adjust(self, ctx, rows, scores):
         factor = float(self.params.get("face_found_factor", 1.0))
-        if factor >= 1.0:
+        share = float(self.params.get("face_check_share", 0.0))
+        if factor >= 1.0 or share <= 0 or len(scores) == 0:
             return scores
+        all_scores = np.asarray(defect_probs(ctx)[:, self._column(ctx)], np.float64)
+        floor = np.quantile(all_scores, 1.0 - share)  # the same candidates whatever the chunking
         out = scores.copy()
-        cand = np.flatnonzero(scores >= float(self.params.get("evidence_min", 0.5)) * self.threshold)
-        for i in cand:
+        for i in np.flatnonzero(scores >= floor):
             box = face_box(ctx, int(rows[i]))
-            if box.found and box.scale(ctx.images.shape[1]) >= 0.45:
+            if box.found and box.scale(ctx.images.shape[1]) >= float(self.params.get("face_min_scale", 0.45)):
                 out[i] = scores[i] * factor
         return out
 

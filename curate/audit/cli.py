@@ -17,6 +17,30 @@ def _render_list(checks: dict) -> str:
     return "\n".join(lines)
 
 
+MISLABEL = "mislabel"
+"""The cross-validated mislabel check (curate.mislabel) also answers to ``curate audit --checks mislabel``."""
+
+
+def mislabel_entry(overrides: list[str]) -> dict:
+    """The mislabel check as ``--list`` shows it (defaults from configs/mislabel.yaml)."""
+    from curate.config import load_config
+
+    return {"name": MISLABEL, "description": "Likely wrong label: out-of-fold model disagreement (confident learning, "
+                                            "embedding neighbours, area under the margin); suggests a label. "
+                                            "Runs only when named; options as --set mislabel.KEY=VALUE.",
+            "defaults": load_config("mislabel", overrides or None)}
+
+
+def _render_audit(summary: dict) -> str:
+    from curate.audit.api import render_summary
+    from curate.mislabel.cli import render as render_mislabel
+
+    parts = [render_summary(summary)] if "checks" in summary else []
+    if MISLABEL in summary:
+        parts.append(render_mislabel(summary[MISLABEL]))
+    return "\n".join(parts)
+
+
 def open_ui(ws, port: int, quiet: bool) -> dict:
     """Open the review app on the findings (lazy import; clear error when it is not available)."""
     from curate.errors import CurateError
@@ -48,33 +72,48 @@ def register(app: typer.Typer) -> None:
         """Flag blank, dark/light, low-contrast, blurry, non-face, misaligned, watermarked, cartoon and occluded images.
 
         Writes one row per image and check to findings.parquet (re-running a check replaces its rows only).
+        `--checks mislabel` adds the cross-validated mislabel check (same as `curate mislabel`).
         """
-        from curate.audit.api import audit as do_audit, list_checks, render_summary
+        from curate.audit.api import audit as do_audit, list_checks
         from curate.config import load_config
         from curate.workspace import Workspace
 
         def go():
+            audit_set = [s for s in set_ or [] if not s.startswith(f"{MISLABEL}.")]
+            mislabel_set = [s.removeprefix(f"{MISLABEL}.") for s in set_ or [] if s.startswith(f"{MISLABEL}.")]
             if list_:
-                emit({"checks": list_checks(load_config("audit", set_, config))}, as_json, _render_list, False)
+                listed = list_checks(load_config("audit", audit_set, config)) + [mislabel_entry(mislabel_set)]
+                emit({"checks": listed}, as_json, _render_list, False)
                 return
             names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+            with_mislabel = bool(names) and MISLABEL in names
+            names = [n for n in names if n != MISLABEL] if names else names
             ws = Workspace.open(workspace)
-            summary = do_audit(ws, names, overrides=set_, config_file=config, seed=seed, quiet=quiet)
+            summary = (do_audit(ws, names, overrides=audit_set, config_file=config, seed=seed, quiet=quiet)
+                       if names or not with_mislabel else {})
+            if with_mislabel:  # the cross-validated check: its own config (configs/mislabel.yaml)
+                from curate.mislabel.api import run_mislabel
+
+                summary[MISLABEL] = run_mislabel(ws, overrides=mislabel_set or None, seed=seed, quiet=quiet,
+                                                 log=lambda m: say(m, quiet))
             if open_ui_:
                 say(f"opening the review app on port {port} ...", quiet)
                 summary["review"] = open_ui(ws, port, quiet)
-            emit(summary, as_json, render_summary, quiet)
+            emit(summary, as_json, _render_audit, quiet)
 
         run_guarded(go)
 
     @app.command("bench-audit")
     def bench_audit(
-        data: Path = typer.Option(Path("/work/shared/data/fer2013/fer2013.csv.gz"), "--data",
+        data: Path = typer.Option(Path("../shared/data/fer2013/fer2013.csv.gz"), "--data",
                                   help="FER2013 CSV (or any source `curate ingest` reads) to inject defects into."),
         out: Path = typer.Option(Path("reports/audit.md"), "--out", help="Markdown report to write."),
         scratch: Path = typer.Option(Path("./curate-bench-audit"), "--scratch", help="Scratch folder for workspaces."),
         per_type: int = typer.Option(300, "--per-type", help="Injected images per defect type."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images of the data."),
+        reviewed: Optional[Path] = typer.Option(None, "--reviewed", help="CSV (image_id, issue) of images a reviewer "
+                                                 "confirmed as real defects: left out of the negatives."),
+        timing: bool = typer.Option(True, "--timing/--no-timing", help="Also time every check on all images."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
@@ -85,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
         def go():
             result = run_bench(data, out=out, scratch=scratch, per_type=per_type, limit=limit, seed=seed,
-                               overrides=set_, quiet=quiet)
+                               overrides=set_, reviewed=reviewed, timing=timing, quiet=quiet)
             emit(result, as_json, lambda r: f"report written to {r['report']}", quiet)
 
         run_guarded(go)

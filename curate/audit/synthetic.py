@@ -56,6 +56,38 @@ def _pseudo_text(mask: np.ndarray, rng: np.random.Generator, x: int, y: int, hei
                             int(rng.integers(0, 360)), int(rng.integers(90, 361)), 1.0, thick, cv2.LINE_AA)
 
 
+def _logo(mask: np.ndarray, rng: np.random.Generator, big: int, up: int) -> None:
+    """A logo-like mark: ellipse, polygon (regular or not), box or arc outline(s) with 0-3 letters."""
+    cx, cy = int(rng.integers(big // 6, big * 5 // 6)), int(rng.integers(big // 6, big * 5 // 6))
+    rx = int(rng.integers(big // 12, big // 3))
+    ry = max(2, int(rx * rng.uniform(0.4, 1.0)))
+    thick = max(1, int(rng.integers(1, 4)) * up // 2)
+    angle = float(rng.uniform(-30, 30))
+    for _ in range(1 if rng.random() < 0.75 else 2):
+        shape = int(rng.integers(0, 4))
+        if shape == 0:
+            cv2.ellipse(mask, (cx, cy), (rx, ry), angle, 0, 360, 1.0, thick, cv2.LINE_AA)
+        elif shape == 1:  # polygon: triangle .. octagon, sometimes irregular
+            k = int(rng.integers(3, 9))
+            t = np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, 2 * np.pi)
+            r = np.where(rng.random(k) < 0.3, rng.uniform(0.6, 1.0, k), 1.0)
+            pts = np.stack([cx + rx * r * np.cos(t), cy + ry * r * np.sin(t)], axis=1).astype(np.int32)
+            cv2.polylines(mask, [pts], True, 1.0, thick, cv2.LINE_AA)
+        elif shape == 2:
+            box = ((cx, cy), (2 * rx, 2 * ry), angle)
+            cv2.polylines(mask, [cv2.boxPoints(box).astype(np.int32)], True, 1.0, thick, cv2.LINE_AA)
+        else:  # open arc, like a swoosh
+            cv2.ellipse(mask, (cx, cy), (rx, ry), angle, int(rng.integers(0, 180)), int(rng.integers(200, 330)),
+                        1.0, thick, cv2.LINE_AA)
+        rx, ry = max(2, int(rx * rng.uniform(0.55, 0.8))), max(2, int(ry * rng.uniform(0.55, 0.8)))
+    letters = "".join(rng.choice(list(string.ascii_uppercase), size=int(rng.integers(0, 4))))
+    if letters:
+        font = int(rng.choice(_FONTS))
+        scale = max(0.3, ry / 16.0)
+        (tw, th), _ = cv2.getTextSize(letters, font, scale, max(1, thick // 2))
+        cv2.putText(mask, letters, (cx - tw // 2, cy + th // 2), font, scale, 1.0, max(1, thick // 2), cv2.LINE_AA)
+
+
 def _overlay_mask(big: int, up: int, rng: np.random.Generator) -> np.ndarray:
     """A watermark mask at ``up`` times the crop size: text, pseudo-text, tiled text, banner or logo."""
     mask = np.zeros((big, big), np.float32)
@@ -72,14 +104,14 @@ def _overlay_mask(big: int, up: int, rng: np.random.Generator) -> np.ndarray:
             x = int(rng.integers(-tw // 5, max(1, big - tw * 4 // 5)))
             y = int(rng.integers(th, big))
             cv2.putText(mask, text, (x, y), font, scale, 1.0, thick, cv2.LINE_AA)
-    elif kind < 0.75:  # pseudo-text: unknown glyphs, so the model learns strokes rather than one font
+    elif kind < 0.7:  # pseudo-text: unknown glyphs, so the model learns strokes rather than one font
         height = int(rng.uniform(5, 16) * up)
         chars = int(rng.integers(3, 10))
         thick = max(1, int(rng.integers(1, 3)) * up // 2)
         x = int(rng.integers(-height, max(1, big - height * chars // 2)))
         y = int(rng.integers(height, big))
         _pseudo_text(mask, rng, x, y, height, chars, thick)
-    elif kind < 0.85:  # banner: a translucent bar carrying text
+    elif kind < 0.78:  # banner: a translucent bar carrying text
         h = int(rng.uniform(0.15, 0.3) * big)
         y = int(rng.integers(0, big - h))
         cv2.rectangle(mask, (0, y), (big, y + h), 0.45, -1)
@@ -87,17 +119,8 @@ def _overlay_mask(big: int, up: int, rng: np.random.Generator) -> np.ndarray:
         scale = h / 40.0
         cv2.putText(mask, _random_text(rng), (int(rng.integers(0, big // 3)), y + int(h * 0.75)), font, scale, 1.0,
                     max(1, up // 2), cv2.LINE_AA)
-    else:  # logo: ring or box with a letter
-        cx, cy = int(rng.integers(big // 6, big * 5 // 6)), int(rng.integers(big // 6, big * 5 // 6))
-        r = int(rng.integers(big // 12, big // 4))
-        thick = int(rng.integers(1, 3)) * up
-        if rng.random() < 0.5:
-            cv2.circle(mask, (cx, cy), r, 1.0, thick, cv2.LINE_AA)
-        else:
-            cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1.0, thick, cv2.LINE_AA)
-        letter = str(rng.choice(list("CRSTPWMAG")))
-        cv2.putText(mask, letter, (cx - r // 2, cy + r // 2), int(rng.choice(_FONTS)), r / 14.0, 1.0,
-                    max(1, thick // 2), cv2.LINE_AA)
+    else:  # logo: a shape outline (or two) with letters inside
+        _logo(mask, rng, big, up)
     if rng.random() < 0.3:  # slanted watermark
         m = cv2.getRotationMatrix2D((big / 2, big / 2), float(rng.uniform(-45, 45)), 1.0)
         mask = cv2.warpAffine(mask, m, (big, big))
@@ -365,8 +388,10 @@ def make_training_set(images: np.ndarray, *, n_clean: int, n_per_defect: int, se
                       exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Real crops (class 0) plus synthetic defects of every class; returns (x uint8, y int64).
 
-    Clean examples avoid the rows marked in ``exclude`` (when enough others remain); defects are
-    made from any row. Crops are resized to ``size`` first.
+    Clean examples avoid the rows marked in ``exclude`` (when enough others remain). Defects are
+    made from the clean examples themselves, so every synthetic defect has its untouched twin in
+    the clean class: the model learns the overlay or the misalignment, not the face underneath.
+    Crops are resized to ``size`` first.
     """
     rng = np.random.default_rng(seed)
     n = len(images)
@@ -374,14 +399,16 @@ def make_training_set(images: np.ndarray, *, n_clean: int, n_per_defect: int, se
     clean_idx = np.sort(rng.choice(pool, size=min(n_clean, len(pool)), replace=False))
     xs = [resize_to(np.asarray(images[clean_idx], dtype=np.uint8), size)]
     ys = [np.zeros(len(clean_idx), np.int64)]
+    # non-face patches zoom into any crop of the workspace (no twin needed: nothing of a face is left)
+    zoom_pool = resize_to(np.asarray(images[np.sort(rng.choice(n, size=min(n, 4000), replace=False))], np.uint8), size)
     for cls, name in enumerate(DEFECT_CLASSES[1:], start=1):
         gen = GENERATORS[name]
-        src = np.sort(rng.choice(n, size=n_per_defect, replace=n_per_defect > n))
+        src = np.sort(rng.choice(clean_idx, size=n_per_defect, replace=n_per_defect > len(clean_idx)))
         bases = resize_to(np.asarray(images[src], dtype=np.uint8), size)
         out = np.empty((n_per_defect, size, size), np.uint8)
         for k, base in enumerate(bases):
             base = np.ascontiguousarray(base)
-            out[k] = gen(base, rng, bases) if name == "non_face" else gen(base, rng)
+            out[k] = gen(base, rng, zoom_pool) if name == "non_face" else gen(base, rng)
         xs.append(out)
         ys.append(np.full(n_per_defect, cls, np.int64))
     return np.concatenate(xs), np.concatenate(ys)

@@ -35,6 +35,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "intra_class": "keep_one",
     "eval_splits": ["test", "val"],
     "prefer_splits": ["train", "val", "test"],
+    "max_cluster_size": 16,
 }
 
 
@@ -67,6 +68,59 @@ class UnionFind:
         return np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
 
 
+def _strength(methods: np.ndarray) -> np.ndarray:
+    """Edge strength rank: 0 exact, 1 perceptual hash (and mirrored), 2 embeddings."""
+    m = pd.Series(methods).astype(str).str.removesuffix("_mirror")
+    return np.where(m == "exact", 0, np.where(m.isin(["phash", "dhash", "whash"]), 1, 2))
+
+
+def capped_components(n: int, edges: pd.DataFrame, max_size: int) -> np.ndarray:
+    """Connected components whose near-duplicate chains are cut at ``max_size`` members.
+
+    Transitive closure chains look-alike images (same pose, same dark background) into clusters
+    of many different people. Components larger than ``max_size`` are rebuilt by size-capped
+    single linkage: exact-copy edges always join, then the other edges from the strongest
+    (hash before embedding, smaller distance first), each only if the merged group stays within
+    ``max_size``. Smaller components are left as they are. Labels as :func:`connected_components`.
+    """
+    a, b = edges["a"].to_numpy(np.int64), edges["b"].to_numpy(np.int64)
+    comp = connected_components(n, a, b)
+    if max_size <= 0 or len(a) == 0:
+        return comp
+    big = np.flatnonzero(np.bincount(comp) > max_size)
+    if len(big) == 0:
+        return comp
+    inside = np.isin(comp[a], big)
+    methods = edges["method"].to_numpy() if "method" in edges else np.full(len(a), "embedding")
+    strength = _strength(methods)[inside]
+    dist = (edges["distance"].to_numpy(np.float64) if "distance" in edges else np.zeros(len(a)))[inside]
+    ea, eb = a[inside], b[inside]
+    uf = UnionFind(n)
+    for k in np.lexsort((eb, ea, dist, strength)):
+        ra, rb = uf.find(int(ea[k])), uf.find(int(eb[k]))
+        if ra != rb and (strength[k] == 0 or uf.size[ra] + uf.size[rb] <= max_size):
+            uf.union(ra, rb)
+    nodes = np.flatnonzero(np.isin(comp, big))
+    roots = np.array([uf.find(int(i)) for i in nodes], np.int64)
+    relabel = comp.copy()
+    relabel[nodes] = comp.max() + 1 + roots  # new ids above the old ones, renumbered below
+    return renumber_components(relabel)
+
+
+def renumber_components(labels: np.ndarray) -> np.ndarray:
+    """Renumber arbitrary group labels 0..k-1 in order of each group's smallest node."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    _, dense = np.unique(labels, return_inverse=True)
+    first = np.full(dense.max() + 1, n, np.int64)
+    np.minimum.at(first, dense, np.arange(n))
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[dense]
+
+
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Component label per node for undirected edges (a[i], b[i]); the union-find result, in C speed.
 
@@ -78,13 +132,7 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     _, labels = cc(graph, directed=False)
-    # canonical numbering: by smallest member
-    first = np.full(labels.max() + 1 if n else 0, n, np.int64)
-    np.minimum.at(first, labels, np.arange(n))
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[labels]
+    return renumber_components(labels)
 
 
 def quality_score(images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -142,8 +190,9 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
                "is_representative", "proposed_action"]
     if len(edges) == 0:
         return pd.DataFrame({c: [] for c in columns})
-    comp = connected_components(n, edges["a"].to_numpy(), edges["b"].to_numpy())
+    comp = capped_components(n, edges, int(pol["max_cluster_size"]))
     members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
+    members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
     df = pd.DataFrame({
         "pos": members,
         "comp": comp[members],
@@ -170,6 +219,8 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
 
 
 def _check_policy(pol: dict[str, Any]) -> None:
+    if not isinstance(pol["max_cluster_size"], int) or pol["max_cluster_size"] < 0:
+        raise ValueError(f"policy.max_cluster_size={pol['max_cluster_size']!r}: a whole number >= 0 (0 = no cap)")
     allowed = {"inter_class": ("exclude_all", "ignore", "as_duplicates"),
                "cross_split": ("keep_eval", "ignore", "as_duplicates"),
                "intra_class": ("keep_one", "ignore")}

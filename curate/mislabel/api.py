@@ -178,6 +178,6 @@ def mislabel_bench_step(ws: Workspace, options: dict[str, Any], *, seed: int, qu
     if unknown:
         raise CurateError(f"mislabel_bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
     out = Path(options.get("out") or (str(ws.root) + "-flipped"))
-    return run_bench(ws, out, subset=int(options.get("subset", 8000)), flip_rate=float(options.get("flip_rate", 0.1)),
+    return run_bench(ws, out, subset=int(options.get("subset", 0)), flip_rate=float(options.get("flip_rate", 0.1)),
                      seed=seed, overrides=options.get("mislabel") or None,
                      report=Path(options["report"]) if options.get("report") else None, quiet=quiet)

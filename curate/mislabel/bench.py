@@ -170,18 +170,34 @@ def make_flipped_copy(src: Workspace, out: Path, *, subset: int, flip_rate: floa
     return dst, truth
 
 
-def run_bench(src: Workspace, out: Path, *, subset: int = 8000, flip_rate: float = 0.1, seed: int = 0,
+def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 0.1, seed: int = 0,
               overrides: list[str] | dict | None = None, report: Path | None = Path("reports/mislabel.md"),
-              quiet: bool = False, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Make the flipped copy, run the mislabel check on it (k-fold), evaluate, write the report."""
+              rescore: bool = False, quiet: bool = False,
+              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Make the flipped copy, run the mislabel check on it (k-fold), evaluate, write the report.
+
+    ``rescore``: reuse the flipped copy and out-of-fold outputs already in ``out`` (from an earlier
+    run of this benchmark) and only score the variants again, e.g. after a scoring change.
+    """
     from curate.config import load_config
+    from curate.errors import CurateError
     from curate.mislabel.api import labelled_rows, run_mislabel
 
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    ws, truth = make_flipped_copy(src, Path(out), subset=subset, flip_rate=flip_rate, seed=seed)
-    log(f"flipped copy: {len(truth)} images, {(truth['kind'] > 0).sum()} flipped -> {ws.root}")
-    summary = run_mislabel(ws, overrides=overrides, seed=seed, quiet=quiet, log=log)
+    if rescore:
+        ws = Workspace(Path(out))
+        previous = ws.read_json("bench_mislabel.json") if ws.path("bench_mislabel.json").exists() else None
+        truth = ws.read_parquet("flip_truth.parquet")
+        if previous is None or truth is None or not ws.path("oof_probs.npy").exists():
+            raise CurateError(f"{out}: no earlier benchmark run to rescore (run without --rescore first)")
+        summary = {"recipe": previous["recipe"], "folds": previous["folds"],
+                   "oof_accuracy": previous["oof_accuracy_vs_given"], "fold_seconds": previous["fold_seconds"]}
+        log(f"rescoring the out-of-fold outputs in {ws.root}")
+    else:
+        ws, truth = make_flipped_copy(src, Path(out), subset=subset, flip_rate=flip_rate, seed=seed)
+        log(f"flipped copy: {len(truth)} images, {(truth['kind'] > 0).sum()} flipped -> {ws.root}")
+        summary = run_mislabel(ws, overrides=overrides, seed=seed, quiet=quiet, log=log)
     cfg = load_config("mislabel", overrides)
     probs = np.load(ws.path("oof_probs.npy"))
     signals = np.load(ws.path("mislabel") / "signals.npz")
@@ -199,7 +215,15 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 8000, flip_rate: float
              "load_average_start": [round(v, 2) for v in load_before],
              "load_average_end": [round(v, 2) for v in os.getloadavg()],
              "command": "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
+             "measured_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "results": results}
+    if rescore:  # keep the measurements of the run that trained the folds
+        for key in ("flip_rate", "seed", "subset", "seconds", "load_average_start", "load_average_end", "command",
+                    "measured_at"):
+            if key in previous:
+                bench[key] = previous[key]
+        bench["rescored"] = {"command": "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                             "at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     ws.write_json("bench_mislabel.json", bench)
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
@@ -231,9 +255,11 @@ def render_report(bench: dict[str, Any]) -> str:
     head = "| variant | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     rows = "".join(f"| {n} | " + " | ".join(_fmt(m.get(c, "")) for c in cols) + " |\n"
                    for n, m in bench["results"].items())
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = bench.get("measured_at") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rescored = (f" Variants rescored {bench['rescored']['at']} on the same out-of-fold outputs with "
+                f"`{bench['rescored']['command']}`." if bench.get("rescored") else "")
     return (f"# Mislabel detection: injected-flip benchmark\n\n"
-            f"Measured {when}. Command: `{bench['command']}`\n\n"
+            f"Measured {when}. Command: `{bench['command']}`.{rescored}\n\n"
             f"- {bench['images']} FER2013 images (stratified subset {bench['subset'] or 'all'}), "
             f"{bench['flipped']} labels flipped ({bench['flip_rate']:.0%}: half to a uniformly drawn other class, "
             f"half between confusable pairs), seed {bench['seed']}.\n"

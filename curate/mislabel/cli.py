@@ -9,7 +9,8 @@ import typer
 from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded, say
 
 
-def _render(summary: dict) -> str:
+def render(summary: dict) -> str:
+    """Readable lines of a mislabel summary."""
     lines = [f"mislabel ({summary['mode']}, {summary.get('variant')}): {summary['images']} images"]
     if "oof_accuracy" in summary:
         lines.append(f"  out-of-fold accuracy {summary['oof_accuracy']:.3f} over {summary['folds']} folds "
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
                     overrides[key] = value
             summary = run_mislabel(Workspace.open(workspace), overrides=overrides or None, config_file=config,
                                    seed=seed, quiet=quiet, log=lambda m: say(m, quiet))
-            emit(summary, as_json, _render, quiet)
+            emit(summary, as_json, render, quiet)
 
         run_guarded(go)
 
@@ -60,9 +61,11 @@ def register(app: typer.Typer) -> None:
     def mislabel_bench(
         workspace: Path = WorkspaceOpt,
         out: Path = typer.Option(Path("./curate-mislabel-bench"), "--out", help="Workspace for the flipped copy."),
-        subset: int = typer.Option(8000, "--subset", help="Images drawn (stratified) from the workspace; 0 = all."),
+        subset: int = typer.Option(0, "--subset", help="Images drawn (stratified) from the workspace; 0 = all (default)."),
         flip_rate: float = typer.Option(0.10, "--flip-rate", help="Share of labels flipped."),
         report: Path = typer.Option(Path("reports/mislabel.md"), "--report", help="Markdown report to write."),
+        rescore: bool = typer.Option(False, "--rescore", help="Reuse the flipped copy and out-of-fold outputs of an "
+                                     "earlier run in --out; only score the variants again."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
@@ -75,7 +78,8 @@ def register(app: typer.Typer) -> None:
 
         def go():
             summary = run_bench(Workspace.open(workspace), out, subset=subset, flip_rate=flip_rate, seed=seed,
-                                overrides=set_, report=report, quiet=quiet, log=lambda m: say(m, quiet))
+                                overrides=set_, report=report, rescore=rescore, quiet=quiet,
+                                log=lambda m: say(m, quiet))
             emit(summary, as_json, render_bench, quiet)
 
         run_guarded(go)

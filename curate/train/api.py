@@ -167,6 +167,20 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None) -> dict[str,
     return {"workspace": str(ws.root), "runs": rows}
 
 
+def compare_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``compare``: options ``runs`` (names; default every finished run) and ``report``
+    (path of a Markdown comparison report)."""
+    from curate.train.compare_report import write_compare_report
+
+    unknown = set(options) - {"runs", "report"}
+    if unknown:
+        raise CurateError(f"compare step: unknown option(s) {sorted(unknown)}; known: report, runs", exit_code=2)
+    result = compare_runs(ws, options.get("runs"))
+    if options.get("report"):
+        result["report"] = str(write_compare_report(ws, result, Path(options["report"])))
+    return result
+
+
 def render_compare(result: dict[str, Any]) -> str:
     """Fixed-width table of :func:`compare_runs`."""
     rows = result["runs"]

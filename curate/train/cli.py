@@ -48,15 +48,22 @@ def register(app: typer.Typer) -> None:
     def compare(
         runs: Optional[List[str]] = typer.Argument(None, help="Run names (default: every finished run)."),
         workspace: Path = WorkspaceOpt,
+        report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown comparison report "
+                                              "(metrics, per-class F1, confusion matrices, split counts) here."),
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
         """Table of runs side by side (e.g. raw vs cleaned): accuracy, macro-F1, per-class F1."""
         from curate.train.api import compare_runs, render_compare
+        from curate.train.compare_report import write_compare_report
         from curate.workspace import Workspace
 
         def go():
-            emit(compare_runs(Workspace.open(workspace), runs), as_json, render_compare, quiet)
+            ws = Workspace.open(workspace)
+            result = compare_runs(ws, runs)
+            if report is not None:
+                result["report"] = str(write_compare_report(ws, result, report))
+            emit(result, as_json, render_compare, quiet)
 
         run_guarded(go)
 

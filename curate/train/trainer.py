@@ -7,6 +7,7 @@ run resumed from a checkpoint continues exactly as the uninterrupted one would.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -52,11 +53,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=1)
 def auto_threads() -> int:
-    """Cores this process may use, halved when the machine is already busy.
+    """Cores this process may use, halved when the machine was already busy when it first asked.
 
     On an oversubscribed machine OpenMP threads spin-wait on each other: measured here,
     one thread ran batched augmentation 20x faster than two at load average 7 on 2 cores.
+    The answer is decided once per process: asked again later (the next fold, the next
+    run of a pipeline), the load average would count this process's own training threads
+    and halve them for nothing.
     """
     try:
         cores = len(os.sched_getaffinity(0))
