@@ -6,13 +6,24 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from curate import __version__
+from curate.invocation import set_current_argv
 from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit,
                                run_guarded, say)
 
+class _RecordingGroup(TyperGroup):
+    """The top-level group; records the arguments it parses so runs log the real command line."""
+
+    def parse_args(self, ctx, args):  # type: ignore[override]
+        set_current_argv(list(args))
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="curate",
+    cls=_RecordingGroup,
     help="Audit and clean facial-expression-recognition datasets: ingest, dedupe, audit, review, split, train-eval.",
     no_args_is_help=True,
     add_completion=False,

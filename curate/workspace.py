@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +28,7 @@ import pandas as pd
 
 from curate import __version__
 from curate import atomic
+from curate.invocation import current_argv
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id", "source", "source_row", "source_path", "split", "label", "original_label",
@@ -123,7 +123,7 @@ class Workspace:
             info = self.info()
             info.setdefault("runs", []).append({
                 "command": command,
-                "argv": list(argv if argv is not None else sys.argv),
+                "argv": list(argv if argv is not None else current_argv()),
                 "seed": seed,
                 "options": options or {},
                 "counts": counts or {},

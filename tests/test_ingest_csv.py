@@ -173,3 +173,23 @@ def test_arrow_and_streaming_readers_agree(sample_csv):
     assert fast is not None
     pd.testing.assert_frame_equal(fast.rows, slow.rows)
     assert np.array_equal(fast.pixels, slow.pixels)
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_no_temp_files(tmp_path):
+    import os
+    import stat
+
+    import curate.atomic as atomic
+
+    mask = os.umask(0o022)
+    try:
+        atomic._FILE_MODE = atomic._file_mode()
+        target = tmp_path / "out" / "report.md"
+        atomic.write_text(target, "one")
+        atomic.write_text(target, "two")  # replaces in place
+        assert target.read_text() == "two"
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's 0600
+        assert [p.name for p in target.parent.iterdir()] == ["report.md"]
+    finally:
+        os.umask(mask)
+        atomic._FILE_MODE = atomic._file_mode()

@@ -1,12 +1,11 @@
 """Markdown report of ``curate bench-audit`` (figures come only from the measured result)."""
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 from curate import atomic
+from curate.invocation import current_command
 
 
 APPROACH = """## How the checks work
@@ -68,7 +67,7 @@ def _pct(v: float | None) -> str:
 def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]) -> Path:
     """Write the benchmark report to ``out`` and return its path."""
     rep, tune = result["halves"]["report"], result["halves"]["tune"]
-    cmd = " ".join(shlex.quote(a) for a in ["curate"] + sys.argv[1:]) if sys.argv else "curate bench-audit"
+    cmd = current_command()
     lines = [
         "# Audit checks benchmark",
         "",

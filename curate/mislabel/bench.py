@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shlex
-import sys
+
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from curate.invocation import current_command
 from curate.labels import CLASS_TO_INDEX
 from curate.workspace import Workspace
 
@@ -214,7 +214,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
              "fold_seconds": summary.get("fold_seconds"), "seconds": round(time.perf_counter() - t0, 1),
              "load_average_start": [round(v, 2) for v in load_before],
              "load_average_end": [round(v, 2) for v in os.getloadavg()],
-             "command": "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
+             "command": current_command(),
              "measured_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "results": results}
     if rescore:  # keep the measurements of the run that trained the folds
@@ -222,7 +222,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
                     "measured_at"):
             if key in previous:
                 bench[key] = previous[key]
-        bench["rescored"] = {"command": "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        bench["rescored"] = {"command": current_command(),
                              "at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     ws.write_json("bench_mislabel.json", bench)
     if report is not None:

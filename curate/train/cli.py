@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         Writes runs/<name>/metrics.json (accuracy, macro-F1, per-class P/R/F1, confusion),
         confusion.png, curves.png, predictions.parquet, model.pt and per-epoch checkpoints.
         """
-        import sys
+        from curate.invocation import current_argv
 
         from curate.train.api import render_train_eval, train_eval
         from curate.workspace import Workspace
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         def go():
             summary = train_eval(Workspace(workspace), split, recipe=recipe, model=model, name=name,
                                  overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet,
-                                 argv=sys.argv)
+                                 argv=current_argv())
             emit(summary, as_json, render_train_eval, quiet)
 
         run_guarded(go)

@@ -1,0 +1,31 @@
+"""The command line that started this run, as recorded in workspace.json and reports.
+
+``sys.argv`` is the right answer for the console script but not when the CLI is invoked in-process
+(tests, notebooks, ``typer.testing.CliRunner``); the CLI's group records the arguments it parses.
+"""
+from __future__ import annotations
+
+import sys
+from contextvars import ContextVar
+
+_ARGV: ContextVar[list[str] | None] = ContextVar("curate_argv", default=None)
+
+
+def set_current_argv(args: list[str]) -> None:
+    """Remember the arguments of the ``curate`` invocation being parsed."""
+    _ARGV.set(["curate", *args])
+
+
+def current_argv() -> list[str]:
+    """``["curate", <arguments>]`` of the running command, else ``sys.argv``."""
+    argv = _ARGV.get()
+    return list(argv) if argv is not None else list(sys.argv)
+
+
+def current_command() -> str:
+    """The running command as one shell-quoted line (``curate dedupe -w ws ...``)."""
+    import shlex
+    from pathlib import Path
+
+    args = current_argv() or ["curate"]
+    return " ".join(shlex.quote(a) for a in [Path(args[0]).name, *args[1:]])
