@@ -93,7 +93,34 @@ def test_train_eval_and_compare_cli(sample_ws):
     assert "curate train-eval -w" in text and "--name cli" in text  # the recorded command
     assert "`cleaned`: " in text and "test " in text
     assert (report.parent / "figures" / "compare" / "cli-confusion.png").stat().st_size > 1000
+    # train-bench adds its own section; a rewrite of the comparison keeps it, a second bench replaces it
+    res = runner.invoke(app, ["train-bench", "--recipe", "demo_tiny", "--batches", "2", "--set", "num_threads=1",
+                              "--report", str(report), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    bench = json.loads(res.stdout)
+    assert bench["cpu_train_images_per_s"] > 0 and bench["forward_mflops_per_image"] > 0
+    assert "<!-- section:train-bench-demo_tiny -->" in report.read_text()
+    assert "curate train-bench --recipe demo_tiny --batches 2" in report.read_text()
+    res = runner.invoke(app, ["compare", "cli", "-w", root, "--report", str(report), "-q"])
+    assert res.exit_code == 0, res.output
+    runner.invoke(app, ["train-bench", "--recipe", "demo_tiny", "--batches", "2", "--set", "num_threads=1",
+                        "--report", str(report), "-q"])
+    text = report.read_text()
+    assert text.count("<!-- section:train-bench-demo_tiny -->") == 1 and "| cli | cleaned |" in text
     res = runner.invoke(app, ["train-eval", "-w", root, "--split", "missing", "-q"])
     assert res.exit_code == 1 and "no split named" in res.output
     res = runner.invoke(app, ["train-eval", "-w", root, "--split", "cleaned", "--recipe", "nope", "-q"])
     assert res.exit_code == 2 and "unknown recipe" in res.output
+
+
+def test_report_sections_are_replaced_in_place_and_found_again():
+    from curate.report.sections import marked_sections, put_section
+
+    text = put_section("# Report\n\nbody\n", "gpu", "## GPU\n\nfirst")
+    text = put_section(text, "other", "## Other")
+    text = put_section(text, "gpu", "## GPU\n\nsecond")
+    assert text.startswith("# Report\n\nbody\n") and "first" not in text
+    assert text.index("second") < text.index("## Other")
+    assert [b.splitlines()[0] for b in marked_sections(text)] == ["<!-- section:gpu -->", "<!-- section:other -->"]
+    with pytest.raises(ValueError, match="section key"):
+        put_section(text, "bad key", "x")

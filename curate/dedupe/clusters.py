@@ -95,13 +95,29 @@ def capped_components(n: int, edges: pd.DataFrame, max_size: int) -> np.ndarray:
     strength = _strength(methods)[inside]
     dist = (edges["distance"].to_numpy(np.float64) if "distance" in edges else np.zeros(len(a)))[inside]
     ea, eb = a[inside], b[inside]
-    uf = UnionFind(n)
-    for k in np.lexsort((eb, ea, dist, strength)):
-        ra, rb = uf.find(int(ea[k])), uf.find(int(eb[k]))
-        if ra != rb and (strength[k] == 0 or uf.size[ra] + uf.size[rb] <= max_size):
-            uf.union(ra, rb)
+    # exact copies always join: start from their components (vectorised), then link groups
+    exact = strength == 0
+    group = connected_components(n, ea[exact], eb[exact])
+    parent = list(range(int(group.max()) + 1))
+    size = np.bincount(group).tolist()
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    order = np.lexsort((eb, ea, dist, strength))
+    order = order[~exact[order]]
+    for ga, gb in zip(group[ea[order]].tolist(), group[eb[order]].tolist()):
+        ra, rb = find(ga), find(gb)
+        if ra != rb and size[ra] + size[rb] <= max_size:
+            if size[ra] < size[rb]:
+                ra, rb = rb, ra
+            parent[rb] = ra
+            size[ra] += size[rb]
     nodes = np.flatnonzero(np.isin(comp, big))
-    roots = np.array([uf.find(int(i)) for i in nodes], np.int64)
+    roots = np.array([find(g) for g in group[nodes].tolist()], np.int64)
     relabel = comp.copy()
     relabel[nodes] = comp.max() + 1 + roots  # new ids above the old ones, renumbered below
     return renumber_components(relabel)
@@ -166,10 +182,24 @@ def _row_std(a: np.ndarray) -> np.ndarray:
 
 def _split_rank(splits: pd.Series, order: list[str]) -> np.ndarray:
     """Position of each split in ``order``; unknown splits after them, missing ones last."""
-    s = pd.Series(splits).astype("object")
-    rank = s.map({name: i for i, name in enumerate(order)})
-    rank = rank.where(s.isna() | rank.notna(), len(order))
-    return rank.fillna(len(order) + 1).to_numpy(np.int64)
+    codes, uniques = pd.factorize(pd.Series(splits).astype("object"))
+    ranks = np.array([order.index(u) if u in order else len(order) for u in uniques] + [len(order) + 1], np.int64)
+    return ranks[codes]  # code -1 (missing) picks the last entry
+
+
+def _codes(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False) -> np.ndarray:
+    """Integer codes of ``values`` at ``members``; missing values are -1 (or their own code)."""
+    v = pd.Series(values).reset_index(drop=True).iloc[members].astype("object")
+    if na_is_value:
+        v = v.where(v.notna(), "\0<NA>")
+    return pd.factorize(v)[0]
+
+
+def _distinct_per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """Number of distinct non-negative codes in each of the ``k`` groups."""
+    ok = codes >= 0
+    keys = np.unique(group[ok].astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes[ok])
+    return np.bincount(keys // (int(codes.max(initial=0)) + 1), minlength=k)
 
 
 def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: pd.Series,
@@ -193,29 +223,24 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     comp = capped_components(n, edges, int(pol["max_cluster_size"]))
     members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
     members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
-    df = pd.DataFrame({
-        "pos": members,
-        "comp": comp[members],
-        "label": pd.Series(labels).reset_index(drop=True).iloc[members].to_numpy(),
-        "split": pd.Series(splits).reset_index(drop=True).iloc[members].to_numpy(),
-        "digest": pd.Series(digests).reset_index(drop=True).iloc[members].to_numpy(),
-        "quality": np.asarray(quality, np.float64)[members],
-    })
-    df["split_rank"] = _split_rank(df["split"], list(pol["prefer_splits"]))
-    df["eval_rank"] = _split_rank(df["split"], list(pol["eval_splits"]))
-    # cluster ids 0..k-1 in order of the smallest member position
-    df["cluster_id"] = pd.factorize(df["comp"], sort=True)[0]
-    grouped = df.groupby("cluster_id", sort=True)
-    n_labels = grouped["label"].transform("nunique")
-    n_splits = grouped["split"].transform("nunique")
-    n_digests = df["digest"].fillna("<NA>").groupby(df["cluster_id"]).transform("nunique")
-    df["inter_class"] = (n_labels > 1).to_numpy()
-    df["cross_split"] = (n_splits > 1).to_numpy()
-    df["kind"] = np.where(n_digests.to_numpy() == 1, "exact", "near")
-    df["cluster_type"] = np.where(df["inter_class"], "inter_class",
-                                  np.where(df["cross_split"], "cross_split", "intra_class"))
-    _decide(df, pol)
-    return df[columns].sort_values(["cluster_id", "pos"]).reset_index(drop=True)
+    # cluster ids 0..k-1 in order of the smallest member position (comp is numbered that way)
+    _, cid = np.unique(comp[members], return_inverse=True)
+    k = int(cid.max()) + 1 if len(cid) else 0
+    split_codes = _codes(splits, members)
+    inter = (_distinct_per_group(cid, _codes(labels, members), k) > 1)[cid]
+    cross = (_distinct_per_group(cid, split_codes, k) > 1)[cid]
+    one_digest = (_distinct_per_group(cid, _codes(digests, members, na_is_value=True), k) == 1)[cid]
+    type_code = np.where(inter, 0, np.where(cross, 1, 2))  # positions in CLUSTER_TYPES (precedence order)
+    ctype = np.array(CLUSTER_TYPES, dtype=object)[type_code]
+    split_vals = pd.Series(splits).reset_index(drop=True).iloc[members]
+    rep, action = _decide(cid, k, type_code, cross, _split_rank(split_vals, list(pol["prefer_splits"])),
+                          _split_rank(split_vals, list(pol["eval_splits"])),
+                          np.asarray(quality, np.float64)[members], members, pol)
+    order = np.lexsort((members, cid))
+    out = pd.DataFrame({"pos": members, "cluster_id": cid, "kind": np.where(one_digest, "exact", "near"),
+                        "cluster_type": ctype, "inter_class": inter, "cross_split": cross,
+                        "is_representative": rep, "proposed_action": action})
+    return out.iloc[order].reset_index(drop=True)
 
 
 def _check_policy(pol: dict[str, Any]) -> None:
@@ -229,35 +254,35 @@ def _check_policy(pol: dict[str, Any]) -> None:
             raise ValueError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
 
 
-def _decide(df: pd.DataFrame, pol: dict[str, Any]) -> None:
-    """Vectorised actions: each row's mode from its cluster type and the policy, one representative per cluster."""
-    ctype = df["cluster_type"].to_numpy()
-    mode = pd.Series(ctype).map({t: pol[t] for t in CLUSTER_TYPES}).to_numpy(dtype=object)
+def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, split_rank: np.ndarray,
+            eval_rank: np.ndarray, quality: np.ndarray, pos: np.ndarray,
+            pol: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(is_representative, proposed_action) per member: mode from cluster type and policy, one representative each."""
+    mode = np.array([pol[t] for t in CLUSTER_TYPES], dtype=object)[type_code]
+    is_inter = type_code == CLUSTER_TYPES.index("inter_class")
     # an inter-class cluster treated "as duplicates" follows the split rule when it spans splits
     as_dup = mode == "as_duplicates"
-    mode[as_dup & (ctype == "inter_class") & df["cross_split"].to_numpy()] = (
+    mode[as_dup & is_inter & cross] = (
         pol["cross_split"] if pol["cross_split"] != "as_duplicates" else "keep_one")
-    mode[as_dup & (ctype == "inter_class") & ~df["cross_split"].to_numpy()] = pol["intra_class"]
+    mode[as_dup & is_inter & ~cross] = pol["intra_class"]
     mode[(mode == "as_duplicates")] = pol["intra_class"]  # cross_split "as_duplicates"
-    df["mode"] = mode
     keep_eval = mode == "keep_eval"
-    best_eval = df.groupby("cluster_id")["eval_rank"].transform("min").to_numpy()
+    best_eval = np.full(k, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(best_eval, cid, eval_rank)
+    best_eval = best_eval[cid]
     has_eval = best_eval < len(pol["eval_splits"])
-    inside = ~(keep_eval & has_eval) | (df["eval_rank"].to_numpy() == best_eval)
-    df["_eligible"] = inside
-    order = df.sort_values(["cluster_id", "_eligible", "split_rank", "quality", "pos"],
-                           ascending=[True, False, True, False, True], kind="stable")
-    rep_index = order.groupby("cluster_id", sort=False).head(1).index
-    df["is_representative"] = False
-    df.loc[rep_index, "is_representative"] = True
-    rep = df["is_representative"].to_numpy()
-    action = np.full(len(df), "keep", dtype=object)
+    inside = ~(keep_eval & has_eval) | (eval_rank == best_eval)
+    order = np.lexsort((pos, -quality, split_rank, ~inside, cid))
+    first = np.ones(len(order), bool)
+    first[1:] = cid[order][1:] != cid[order][:-1]
+    rep = np.zeros(len(cid), bool)
+    rep[order[first]] = True
+    action = np.full(len(cid), "keep", dtype=object)
     action[(mode == "keep_one") & ~rep] = "drop_duplicate"
     action[keep_eval & ~inside] = "drop_leak"
     action[keep_eval & inside & ~rep] = "drop_duplicate"
     action[mode == "exclude_all"] = "exclude_conflict"
-    df["proposed_action"] = action
-    del df["mode"], df["_eligible"]
+    return rep, action
 
 
 def summarize(clusters: pd.DataFrame, splits: pd.Series) -> dict[str, Any]:

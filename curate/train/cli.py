@@ -72,15 +72,19 @@ def register(app: typer.Typer) -> None:
         recipe: str = typer.Option("cpu_fast", "--recipe", help="Recipe name in configs/train/ or a YAML path."),
         batches: int = typer.Option(8, "--batches", help="Training batches to time."),
         target_tflops: float = typer.Option(25.0, "--target-tflops", help="Sustained TFLOP/s of the device to estimate for."),
+        report: Optional[Path] = typer.Option(None, "--report", help="Also write the figures as a section of this "
+                                              "Markdown report (kept when `curate compare --report` rewrites it)."),
         set_: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
-        """Measure a recipe's CPU images/s and estimate its full-run time on a faster device (FLOP count)."""
-        from curate.train.bench import bench_recipe, render_bench
+        """Measure a recipe's images/s (CPU, and GPU when present) and estimate its full-run time (FLOP count)."""
+        from curate.train.bench import bench_recipe, render_bench, write_bench_section
 
         def go():
-            emit(bench_recipe(recipe, overrides=set_, batches=batches, target_tflops=target_tflops),
-                 as_json, render_bench, quiet)
+            result = bench_recipe(recipe, overrides=set_, batches=batches, target_tflops=target_tflops)
+            if report is not None:
+                result["report"] = str(write_bench_section(result, report))
+            emit(result, as_json, render_bench, quiet)
 
         run_guarded(go)

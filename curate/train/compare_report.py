@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from curate import atomic
+from curate.report.sections import existing_sections
 from curate.workspace import Workspace
 
 
@@ -129,5 +130,8 @@ def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> P
                 shutil.copyfile(src, dst)
                 lines.append(f"![{m['run']} {kind}]({dst.relative_to(path.parent).as_posix()})")
         lines.append("")
-    atomic.write_text(path, "\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    for block in existing_sections(path):  # sections other commands own (e.g. train-bench's GPU estimate)
+        text += "\n" + block
+    atomic.write_text(path, text)
     return path
