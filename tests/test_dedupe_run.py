@@ -180,3 +180,21 @@ def test_cnn_embedder_from_trainer_checkpoint(sample_ws, tmp_path):
         make_embedder("cnn", {"cnn": {"checkpoint": None}})
     with pytest.raises(FileNotFoundError):
         CnnEmbedder(tmp_path / "nothing")
+
+
+def test_dedupe_benchmark_on_the_sample_scores_methods_and_reports_growth(sample_ws, tmp_path):
+    from curate.dedupe.bench import bench_dedupe_step
+
+    report = tmp_path / "dedupe.md"
+    result = bench_dedupe_step(sample_ws, {"n_base": 600, "per_transform": 15, "radii": [4], "imagededup": False,
+                                           "hash_loop_images": 200, "report": str(report)}, seed=0, quiet=True)
+    assert result["exact"]["recall"] == 1.0 and result["exact"]["false_edges"] == 0
+    default = result["methods"]["default (configs/dedupe.yaml)"]
+    assert default["recall"] >= 0.85 and default["precision"] >= 0.95
+    assert default["recall"] > result["methods"]["phash r<=4 +mirror"]["recall"]  # the embedder adds crops/rotations
+    full, grown = result["timing"]["full_no_embeddings"], result["timing"]["growth_4x"]
+    assert grown["images"] == 4 * full["images"] and grown["pairs"] > full["pairs"]
+    assert len(grown["timings"]["runs_seconds"]) == 5
+    assert grown["seconds"] == pytest.approx(min(grown["timings"]["runs_seconds"]), abs=1e-3)
+    text = report.read_text()
+    assert "| default (configs/dedupe.yaml) |" in text and "Growth per step:" in text

@@ -128,7 +128,13 @@ def renumber_components(labels: np.ndarray) -> np.ndarray:
     n = len(labels)
     if n == 0:
         return np.zeros(0, np.int64)
-    _, dense = np.unique(labels, return_inverse=True)
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < 4 * n:  # dense codes in O(n)
+        used = np.zeros(int(labels.max()) + 1, bool)
+        used[labels] = True
+        dense = (np.cumsum(used) - 1)[labels]
+    else:
+        _, dense = np.unique(labels, return_inverse=True)
     first = np.full(dense.max() + 1, n, np.int64)
     np.minimum.at(first, dense, np.arange(n))
     order = np.argsort(first, kind="stable")
@@ -195,11 +201,14 @@ def _codes(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False)
     return pd.factorize(v)[0]
 
 
-def _distinct_per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """Number of distinct non-negative codes in each of the ``k`` groups."""
+def _several_per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """Whether each of the ``k`` groups holds more than one distinct non-negative code (missing = -1 ignored)."""
     ok = codes >= 0
-    keys = np.unique(group[ok].astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes[ok])
-    return np.bincount(keys // (int(codes.max(initial=0)) + 1), minlength=k)
+    lo = np.full(k, np.iinfo(np.int64).max, np.int64)
+    hi = np.full(k, -1, np.int64)
+    np.minimum.at(lo, group[ok], codes[ok])
+    np.maximum.at(hi, group[ok], codes[ok])
+    return hi > lo
 
 
 def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: pd.Series,
@@ -221,15 +230,19 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     if len(edges) == 0:
         return pd.DataFrame({c: [] for c in columns})
     comp = capped_components(n, edges, int(pol["max_cluster_size"]))
-    members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
+    linked = np.zeros(n, bool)
+    linked[edges["a"].to_numpy(np.int64)] = True
+    linked[edges["b"].to_numpy(np.int64)] = True
+    members = np.flatnonzero(linked)
     members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
     # cluster ids 0..k-1 in order of the smallest member position (comp is numbered that way)
-    _, cid = np.unique(comp[members], return_inverse=True)
-    k = int(cid.max()) + 1 if len(cid) else 0
-    split_codes = _codes(splits, members)
-    inter = (_distinct_per_group(cid, _codes(labels, members), k) > 1)[cid]
-    cross = (_distinct_per_group(cid, split_codes, k) > 1)[cid]
-    one_digest = (_distinct_per_group(cid, _codes(digests, members, na_is_value=True), k) == 1)[cid]
+    used = np.zeros(int(comp.max()) + 1, bool)
+    used[comp[members]] = True
+    cid = (np.cumsum(used) - 1)[comp[members]]
+    k = int(used.sum())
+    inter = _several_per_group(cid, _codes(labels, members), k)[cid]
+    cross = _several_per_group(cid, _codes(splits, members), k)[cid]
+    one_digest = ~_several_per_group(cid, _codes(digests, members, na_is_value=True), k)[cid]
     type_code = np.where(inter, 0, np.where(cross, 1, 2))  # positions in CLUSTER_TYPES (precedence order)
     ctype = np.array(CLUSTER_TYPES, dtype=object)[type_code]
     split_vals = pd.Series(splits).reset_index(drop=True).iloc[members]

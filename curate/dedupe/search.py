@@ -44,27 +44,73 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     range_search (exact, O(N^2) in C); ``mih`` = exact multi-index hashing
     (:func:`mih_pairs`, 64-bit codes), near linear while its keys (two of radius + 2 bit
     ranges) keep >= 16 bits; ``auto`` picks mih for 64-bit codes and radius <= 6, else flat.
-    Both return the same pairs.
+    Both return the same pairs. Only distinct codes are searched; images sharing a code
+    (copies) are expanded afterwards, so copies do not multiply the search's candidates.
     """
     if method not in ("auto", "flat", "mih"):
         raise ValueError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    q = codes if queries is None else np.ascontiguousarray(queries, dtype=np.uint8)
     if len(codes) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.int32)
-    if method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 6):
-        if codes.shape[1] != 8:
-            raise ValueError("multi-index hashing needs 64-bit codes")
-        return mih_pairs(codes, radius, queries=queries)
+    use_mih = method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 6)
+    if use_mih and codes.shape[1] != 8:
+        raise ValueError("multi-index hashing needs 64-bit codes")
+    distinct, inv = _distinct_rows(codes)
+    if queries is None:
+        a, b, d = _directed_pairs(distinct, radius, None, use_mih)  # distinct codes: distance >= 1
+        i, j, dist = _expand(a, b, d, inv, inv)
+        zi, zj = _pairs_within_runs(np.argsort(inv, kind="stable"), inv)  # equal codes: distance 0
+        i, j, dist = np.r_[i, zi], np.r_[j, zj], np.r_[dist, np.zeros(len(zi), np.int32)]
+    else:
+        q_distinct, q_inv = _distinct_rows(np.ascontiguousarray(queries, dtype=np.uint8))
+        a, b, d = _directed_pairs(distinct, radius, q_distinct, use_mih)
+        i, j, dist = _expand(a, b, d, q_inv, inv)
+    return _unique_pairs(i, j, dist)
+
+
+def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of packed codes (U, B), index of each input row's distinct row (N,))."""
+    keys = codes.view(np.dtype((np.void, codes.shape[1]))).ravel()
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return codes[first], inv.ravel().astype(np.int64)
+
+
+def _expand(a: np.ndarray, b: np.ndarray, d: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of distinct codes (a, b) -> every pair of the rows holding them (rows of a x rows of b)."""
+    def groups(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = np.argsort(inv, kind="stable")
+        size = np.bincount(inv)
+        return order, np.cumsum(size) - size, size
+
+    order_a, start_a, size_a = groups(inv_a)
+    order_b, start_b, size_b = (order_a, start_a, size_a) if inv_b is inv_a else groups(inv_b)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    na, nb = size_a[a], size_b[b]
+    count = na * nb
+    total = int(count.sum())
+    k = np.repeat(np.arange(len(a)), count)
+    t = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    i = order_a[start_a[a[k]] + t // nb[k]]
+    j = order_b[start_b[b[k]] + t % nb[k]]
+    return i, j, np.asarray(d)[k]
+
+
+def _directed_pairs(codes: np.ndarray, radius: int, queries: np.ndarray | None, use_mih: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs within ``radius``: (i, j, d) with i a row of ``queries`` (or of ``codes``) and j a row of ``codes``."""
+    if use_mih:
+        return _mih_candidates(codes, radius, queries)
     index = binary_index(codes)
+    q = codes if queries is None else queries
     lims, dist, ids = index.range_search(q, radius + 1)  # faiss keeps distances < radius argument
     lims = np.asarray(lims, np.int64)
     rows = np.repeat(np.arange(len(q), dtype=np.int64), np.diff(lims))
     ids = np.asarray(ids, np.int64)
     dist = np.asarray(dist, np.int32)
     keep = dist <= radius
-    return _unique_pairs(rows[keep], ids[keep], dist[keep])
+    return rows[keep], ids[keep], dist[keep]
 
 
 def _pairs_within_runs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,15 +146,23 @@ def _pairs_across(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.n
 
 def mih_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact Hamming-radius pairs of 64-bit codes by multi-index hashing (generalised pigeonhole).
+    """Exact Hamming-radius pairs of 64-bit codes by multi-index hashing: ``(a, b, distance)``, a < b.
+
+    See :func:`_mih_candidates` for the method; ``queries`` as in :func:`hamming_pairs`.
+    """
+    return _unique_pairs(*_mih_candidates(codes, radius, queries))
+
+
+def _mih_candidates(codes: np.ndarray, radius: int, queries: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j, d) within ``radius`` by multi-index hashing (generalised pigeonhole), each once.
 
     The code is cut into ``radius + 2`` contiguous bit ranges. Two codes within ``radius``
     differ in at most ``radius`` ranges, so they agree exactly on at least two; every pair of
     ranges (about 2 x 64 / (radius + 2) bits) is therefore a key under which such codes meet.
     Only codes sharing a key are compared. Wider keys than the classic radius + 1 ranges keep
     the candidate count near the true pair count on clustered hashes (faces share their
-    low-frequency bits). With ``queries`` only query-code pairs are kept (as in
-    :func:`hamming_pairs`).
+    low-frequency bits). With ``queries``, i is a query row and j a code row.
     """
     from concurrent.futures import ThreadPoolExecutor
     from itertools import combinations
@@ -138,11 +192,11 @@ def mih_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = No
         first = agree.argmax(axis=1)
         agree[np.arange(len(first)), first] = False
         canonical = (first == g1) & (agree.argmax(axis=1) == g2)
-        return i[canonical] % n, j[canonical] % n, d[canonical]
+        return (i[canonical] - (0 if queries is None else n)), j[canonical], d[canonical]
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # sorting and gathers release the GIL
         found = list(pool.map(candidates, combinations(range(len(parts)), 2)))
-    return _unique_pairs(*(np.concatenate(col) for col in zip(*found)))
+    return tuple(np.concatenate(col) for col in zip(*found))  # type: ignore[return-value]
 
 
 def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
