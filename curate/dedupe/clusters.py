@@ -186,19 +186,19 @@ def _row_std(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq - mean * mean, 0.0)).astype(np.float32)
 
 
-def _split_rank(splits: pd.Series, order: list[str]) -> np.ndarray:
-    """Position of each split in ``order``; unknown splits after them, missing ones last."""
-    codes, uniques = pd.factorize(pd.Series(splits).astype("object"))
-    ranks = np.array([order.index(u) if u in order else len(order) for u in uniques] + [len(order) + 1], np.int64)
-    return ranks[codes]  # code -1 (missing) picks the last entry
-
-
-def _codes(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False) -> np.ndarray:
-    """Integer codes of ``values`` at ``members``; missing values are -1 (or their own code)."""
-    v = pd.Series(values).reset_index(drop=True).iloc[members].astype("object")
+def _factorize(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False) -> tuple[np.ndarray, list]:
+    """(integer code per member, distinct values); missing values are -1, or one code of their own."""
+    codes, uniques = pd.factorize(pd.Series(values).reset_index(drop=True).iloc[members])
+    codes = np.asarray(codes, np.int64)
     if na_is_value:
-        v = v.where(v.notna(), "\0<NA>")
-    return pd.factorize(v)[0]
+        codes = np.where(codes < 0, len(uniques), codes)
+    return codes, list(uniques)
+
+
+def _rank(codes: np.ndarray, uniques: list, order: list[str]) -> np.ndarray:
+    """Position of each value in ``order``; unknown values after them, missing ones (-1) last."""
+    ranks = np.array([order.index(u) if u in order else len(order) for u in uniques] + [len(order) + 1], np.int64)
+    return ranks[codes]  # code -1 picks the last entry
 
 
 def _several_per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
@@ -240,14 +240,14 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     used[comp[members]] = True
     cid = (np.cumsum(used) - 1)[comp[members]]
     k = int(used.sum())
-    inter = _several_per_group(cid, _codes(labels, members), k)[cid]
-    cross = _several_per_group(cid, _codes(splits, members), k)[cid]
-    one_digest = ~_several_per_group(cid, _codes(digests, members, na_is_value=True), k)[cid]
+    split_codes, split_names = _factorize(splits, members)
+    inter = _several_per_group(cid, _factorize(labels, members)[0], k)[cid]
+    cross = _several_per_group(cid, split_codes, k)[cid]
+    one_digest = ~_several_per_group(cid, _factorize(digests, members, na_is_value=True)[0], k)[cid]
     type_code = np.where(inter, 0, np.where(cross, 1, 2))  # positions in CLUSTER_TYPES (precedence order)
     ctype = np.array(CLUSTER_TYPES, dtype=object)[type_code]
-    split_vals = pd.Series(splits).reset_index(drop=True).iloc[members]
-    rep, action = _decide(cid, k, type_code, cross, _split_rank(split_vals, list(pol["prefer_splits"])),
-                          _split_rank(split_vals, list(pol["eval_splits"])),
+    rep, action = _decide(cid, k, type_code, cross, _rank(split_codes, split_names, list(pol["prefer_splits"])),
+                          _rank(split_codes, split_names, list(pol["eval_splits"])),
                           np.asarray(quality, np.float64)[members], members, pol)
     order = np.lexsort((members, cid))
     out = pd.DataFrame({"pos": members, "cluster_id": cid, "kind": np.where(one_digest, "exact", "near"),
