@@ -135,3 +135,20 @@ def test_non_face_score_is_lowered_where_the_face_detector_finds_a_face(faces):
     assert filled.sum() >= 20 and (~filled).sum() >= 1
     np.testing.assert_allclose(fused[filled], 0.1 * plain[filled], rtol=1e-6)
     np.testing.assert_allclose(fused[~filled], plain[~filled], rtol=1e-6)
+
+
+def test_benchmark_on_the_sample_writes_recall_per_defect_without_timing(sample_csv, tmp_path):
+    from curate.audit.bench import run_bench
+
+    out = tmp_path / "audit.md"
+    small = ["model.n_clean=300", "model.n_per_defect=60", "model.min_per_defect=60", "model.epochs=1"]
+    result = run_bench(sample_csv, out=out, scratch=tmp_path / "scratch", per_type=8, limit=800, seed=0,
+                       overrides=small, timing=False, quiet=True)
+    assert "timing" not in result and set(result["halves"]) == {"tune", "report"}
+    report = result["halves"]["report"]
+    assert report["recall"]["blank"]["blank"]["at_threshold"] == 1.0  # blank frames: always flagged
+    assert {"blank", "non_face_patch", "shifted", "wm_text_40_80"} <= set(report["recall"])
+    assert all(e["n"] <= 8 for by_check in report["recall"].values() for e in by_check.values())
+    text = out.read_text()
+    assert "| blank | blank |" in text and "Not measured (`--no-timing`)." in text
+    assert "model.epochs=1" in text  # the overrides are part of the record

@@ -103,13 +103,16 @@ def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]
     for check, t in tune["suggested_thresholds"].items():
         lines.append(f"| {check} | {t} |")
     lines += ["", APPROACH.rstrip()]
-    t = result["timing"]
-    lines += ["", "## Timing", "",
-              f"All checks over {t['images']:,} images: {t['seconds']:.1f} s on {t['cpus']} CPUs "
-              f"(load average before {t['load_before']}, after {t['load_after']}).", "",
-              "| step | seconds |", "|---|---:|"]
-    for step, sec in t["seconds_per_check"].items():
-        lines.append(f"| {step} | {sec} |")
+    t = result.get("timing")
+    if t is None:
+        lines += ["", "## Timing", "", "Not measured (`--no-timing`)."]
+    else:
+        lines += ["", "## Timing", "",
+                  f"All checks over {t['images']:,} images: {t['seconds']:.1f} s on {t['cpus']} CPUs "
+                  f"(load average before {t['load_before']}, after {t['load_after']}).", "",
+                  "| step | seconds |", "|---|---:|"]
+        for step, sec in t["seconds_per_check"].items():
+            lines.append(f"| {step} | {sec} |")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, "\n".join(lines) + "\n")
