@@ -8,6 +8,7 @@ from typing import Any
 
 from curate import atomic
 from curate.dedupe.transforms import TRANSFORMS
+from curate.invocation import current_command
 
 
 def _load() -> str:
@@ -23,7 +24,7 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: dict[str,
     r = result
     ex = r["exact"]
     bs = r["benchmark_set"]
-    cmd = r["options"].get("command") or "curate run pipelines/bench_dedupe.yaml"
+    cmd = r["options"].get("command") or current_command()
     lines = [
         "# Duplicate detection benchmark (`curate dedupe`)",
         "",
