@@ -9,9 +9,10 @@ import typer
 from typer.core import TyperGroup
 
 from curate import __version__
-from curate.invocation import set_current_argv
 from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit,
                                run_guarded, say)
+from curate.invocation import set_current_argv
+
 
 class _RecordingGroup(TyperGroup):
     """The top-level group; records the arguments it parses so runs log the real command line."""

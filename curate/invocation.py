@@ -22,10 +22,15 @@ def current_argv() -> list[str]:
     return list(argv) if argv is not None else list(sys.argv)
 
 
-def current_command() -> str:
-    """The running command as one shell-quoted line (``curate dedupe -w ws ...``)."""
+def format_command(argv: list[str]) -> str:
+    """``argv`` as one shell-quoted line, the program by its name only (``curate dedupe -w ws ...``)."""
     import shlex
     from pathlib import Path
 
-    args = current_argv() or ["curate"]
+    args = list(argv) or ["curate"]
     return " ".join(shlex.quote(a) for a in [Path(args[0]).name, *args[1:]])
+
+
+def current_command() -> str:
+    """The running command as one shell-quoted line."""
+    return format_command(current_argv())

@@ -200,21 +200,17 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
         ev.update(images=int(len(truth)), untouched=int(len(rows)), seconds=summary["seconds"],
                   seconds_per_check=summary["seconds_per_check"])
         result["halves"][name] = ev
-    if not timing:
-        from curate.audit.bench_report import write_report
-
-        result["report"] = str(write_report(result, out, thresholds))
-        return result
-    timing_ws = Workspace(scratch / "ws-timing")
-    timing_ws.commit(base.manifest().iloc[: len(ids)], images, image_size=images.shape[1])
-    t0 = time.perf_counter()
-    load0 = os.getloadavg()
-    timing = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
-    result["timing"] = {"images": timing["images"], "seconds": round(time.perf_counter() - t0, 1),
-                        "seconds_per_check": timing["seconds_per_check"],
-                        "load_before": [round(x, 2) for x in load0],
-                        "load_after": [round(x, 2) for x in os.getloadavg()],
-                        "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    if timing:
+        timing_ws = Workspace(scratch / "ws-timing")
+        timing_ws.commit(base.manifest().iloc[: len(ids)], images, image_size=images.shape[1])
+        t0 = time.perf_counter()
+        load0 = os.getloadavg()
+        run = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
+        result["timing"] = {"images": run["images"], "seconds": round(time.perf_counter() - t0, 1),
+                            "seconds_per_check": run["seconds_per_check"],
+                            "load_before": [round(x, 2) for x in load0],
+                            "load_after": [round(x, 2) for x in os.getloadavg()],
+                            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     from curate.audit.bench_report import write_report
 
     result["report"] = str(write_report(result, out, thresholds))

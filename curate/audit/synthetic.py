@@ -404,7 +404,7 @@ def make_training_set(images: np.ndarray, *, n_clean: int, n_per_defect: int, se
     for cls, name in enumerate(DEFECT_CLASSES[1:], start=1):
         gen = GENERATORS[name]
         src = np.sort(rng.choice(clean_idx, size=n_per_defect, replace=n_per_defect > len(clean_idx)))
-        bases = resize_to(np.asarray(images[src], dtype=np.uint8), size)
+        bases = xs[0][np.searchsorted(clean_idx, src)]  # the clean twins, already resized
         out = np.empty((n_per_defect, size, size), np.uint8)
         for k, base in enumerate(bases):
             base = np.ascontiguousarray(base)

@@ -26,14 +26,12 @@ def register(app: typer.Typer) -> None:
         """Find exact and near duplicates (pHash + mirror, embeddings), cluster them, flag label
         conflicts and cross-split leaks, propose keep/drop/exclude per image. Writes
         duplicates.parquet, duplicate_pairs.parquet, dedupe_summary.json."""
-        from curate.invocation import current_argv
-
         from curate.dedupe.api import dedupe as run_dedupe, render_summary
         from curate.workspace import Workspace
 
         def go():
             summary = run_dedupe(Workspace.open(workspace), overrides=set_, config_file=config, embedder=embedder,
-                                 seed=seed, quiet=quiet, argv=current_argv())
+                                 seed=seed, quiet=quiet)
             emit(summary, as_json, render_summary, quiet)
 
         run_guarded(go)

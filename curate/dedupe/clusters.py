@@ -39,35 +39,6 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
-class UnionFind:
-    """Disjoint sets over 0..n-1 with path halving and union by size."""
-
-    def __init__(self, n: int):
-        self.parent = np.arange(n, dtype=np.int64)
-        self.size = np.ones(n, dtype=np.int64)
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return int(x)
-
-    def union(self, a: int, b: int) -> int:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
-        return ra
-
-    def labels(self) -> np.ndarray:
-        """Root of every element."""
-        return np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
-
-
 def _strength(methods: np.ndarray) -> np.ndarray:
     """Edge strength rank: 0 exact, 1 perceptual hash (and mirrored), 2 embeddings."""
     m = pd.Series(methods).astype(str).str.removesuffix("_mirror")

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from curate.ingest.decode import pixel_digest, to_store
-from curate.perf import keep_freed_memory
 from curate.ingest.records import Reject, SourceResult
 from curate.labels import CLASSES, FER2013_USAGE, canonical_split
+from curate.perf import keep_freed_memory
 from curate.progress import progress
 
 csv.field_size_limit(1 << 28)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -170,6 +169,10 @@ def make_flipped_copy(src: Workspace, out: Path, *, subset: int, flip_rate: floa
     return dst, truth
 
 
+def _utc_minute() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 0.1, seed: int = 0,
               overrides: list[str] | dict | None = None, report: Path | None = Path("reports/mislabel.md"),
               rescore: bool = False, quiet: bool = False,
@@ -215,7 +218,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
              "load_average_start": [round(v, 2) for v in load_before],
              "load_average_end": [round(v, 2) for v in os.getloadavg()],
              "command": current_command(),
-             "measured_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "measured_at": _utc_minute(),
              "results": results}
     if rescore:  # keep the measurements of the run that trained the folds
         for key in ("flip_rate", "seed", "subset", "seconds", "load_average_start", "load_average_end", "command",
@@ -223,7 +226,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
             if key in previous:
                 bench[key] = previous[key]
         bench["rescored"] = {"command": current_command(),
-                             "at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+                             "at": _utc_minute()}
     ws.write_json("bench_mislabel.json", bench)
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +258,7 @@ def render_report(bench: dict[str, Any]) -> str:
     head = "| variant | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     rows = "".join(f"| {n} | " + " | ".join(_fmt(m.get(c, "")) for c in cols) + " |\n"
                    for n, m in bench["results"].items())
-    when = bench.get("measured_at") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = bench.get("measured_at") or _utc_minute()
     rescored = (f" Variants rescored {bench['rescored']['at']} on the same out-of-fold outputs with "
                 f"`{bench['rescored']['command']}`." if bench.get("rescored") else "")
     return (f"# Mislabel detection: injected-flip benchmark\n\n"

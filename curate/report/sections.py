@@ -22,9 +22,9 @@ def put_section(text: str, key: str, body: str) -> str:
     if not re.fullmatch(r"[\w.-]+", key):
         raise ValueError(f"section key {key!r}: use letters, digits, '.', '-' or '_'")
     block = f"<!-- section:{key} -->\n{body.rstrip()}\n<!-- /section:{key} -->\n"
-    pattern = re.compile(rf"<!-- section:{re.escape(key)} -->\n.*?<!-- /section:{re.escape(key)} -->\n", re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text, count=1)
+    for m in _BLOCK.finditer(text):
+        if m["key"] == key:
+            return text[:m.start()] + block + text[m.end():]
     return text.rstrip() + ("\n\n" if text.strip() else "") + block
 
 

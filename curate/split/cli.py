@@ -38,15 +38,13 @@ def register(app: typer.Typer) -> None:
         Writes splits/<name>/manifest.parquet (image_id, split, label, weight), ledger.parquet
         (every image, kept or removed, and why) and report.md (counts before/after, reconciled).
         """
-        from curate.invocation import current_argv
-
         from curate.split.api import build_split, render_summary
         from curate.workspace import Workspace
 
         def go():
             summary = build_split(Workspace(workspace), name=name, raw=raw or None, clean_test=clean_test or None,
                                   resplit_val=resplit_val or None, balance=balance, export=_formats(export),
-                                  overrides=set_, config_file=config, seed=seed, quiet=quiet, argv=current_argv())
+                                  overrides=set_, config_file=config, seed=seed, quiet=quiet)
             emit(summary, as_json, render_summary, quiet)
 
         run_guarded(go)
@@ -60,15 +58,13 @@ def register(app: typer.Typer) -> None:
         quiet: bool = QuietOpt,
     ) -> None:
         """Export a split as an ImageFolder tree (PNG), a fer2013-style CSV and/or parquet."""
-        from curate.invocation import current_argv
-
         from curate.split.export import export_split
         from curate.workspace import Workspace
 
         def go():
             ws = Workspace.open(workspace)
             done = export_split(ws, name, _formats(formats) or [], quiet=quiet)
-            ws.record_run("export", argv=current_argv(), options={"name": name, "formats": list(done)},
+            ws.record_run("export", options={"name": name, "formats": list(done)},
                           counts={"formats": len(done)})
             emit({"name": name, "exports": done}, as_json,
                  lambda s: "\n".join(f"{k}: {v}" for k, v in s["exports"].items()), quiet)

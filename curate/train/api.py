@@ -154,8 +154,11 @@ def load_runs(ws: Workspace, names: Iterable[str] | None = None) -> list[dict[st
     return runs
 
 
-def compare_runs(ws: Workspace, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed."""
+def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: Path | None = None) -> dict[str, Any]:
+    """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed.
+
+    ``report``: also write the Markdown comparison there (:mod:`curate.train.compare_report`).
+    """
     rows = []
     for m in load_runs(ws, names):
         rows.append({"run": m["run"], "split": m["split"], "eval_split": m.get("eval_split", "test"),
@@ -164,21 +167,21 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None) -> dict[str,
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "f1": {c: v["f1"] for c, v in m["per_class"].items()},
                      "images_per_s": m["images_per_s"], "seconds": m["seconds"]})
-    return {"workspace": str(ws.root), "runs": rows}
+    result: dict[str, Any] = {"workspace": str(ws.root), "runs": rows}
+    if report is not None:
+        from curate.train.compare_report import write_compare_report
+
+        result["report"] = str(write_compare_report(ws, result, Path(report)))
+    return result
 
 
 def compare_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
     """Pipeline step ``compare``: options ``runs`` (names; default every finished run) and ``report``
     (path of a Markdown comparison report)."""
-    from curate.train.compare_report import write_compare_report
-
     unknown = set(options) - {"runs", "report"}
     if unknown:
         raise CurateError(f"compare step: unknown option(s) {sorted(unknown)}; known: report, runs", exit_code=2)
-    result = compare_runs(ws, options.get("runs"))
-    if options.get("report"):
-        result["report"] = str(write_compare_report(ws, result, Path(options["report"])))
-    return result
+    return compare_runs(ws, options.get("runs"), report=options.get("report") or None)
 
 
 def render_compare(result: dict[str, Any]) -> str:

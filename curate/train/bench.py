@@ -42,9 +42,13 @@ def bench_recipe(recipe_name: str, *, overrides: Any = None, batches: int = 8, t
     images = rng.integers(0, 256, (n, rec["image_size"], rec["image_size"]), dtype=np.uint8)
     labels = rng.integers(0, 7, n)
     probe = dict(rec, epochs=1, schedule="none", tta=False)
-    fit(images[: rec["batch_size"] * 2], labels[: rec["batch_size"] * 2], probe, num_classes=7, seed=seed,
-        device="cpu", quiet=True)  # warm-up (allocator, oneDNN kernels)
-    result = fit(images, labels, probe, num_classes=7, seed=seed, device="cpu", quiet=True)
+
+    def timed_fit(device: str):
+        warm = rec["batch_size"] * 2  # warm-up first (allocator, oneDNN / cuDNN kernels)
+        fit(images[:warm], labels[:warm], probe, num_classes=7, seed=seed, device=device, quiet=True)
+        return fit(images, labels, probe, num_classes=7, seed=seed, device=device, quiet=True)
+
+    result = timed_fit("cpu")
     t0 = time.perf_counter()
     predict_proba(result.model, images, tta=bool(rec["tta"]), batch_size=rec["eval_batch_size"], device="cpu")
     eval_ips = n / (time.perf_counter() - t0)
@@ -54,9 +58,7 @@ def bench_recipe(recipe_name: str, *, overrides: Any = None, batches: int = 8, t
     cpu_hours = train_images * rec["epochs"] / result.images_per_s / 3600.0
     gpu: dict[str, Any] = {"gpu": None}
     if torch.cuda.is_available():  # measure there too: the estimate below is only a FLOP count
-        fit(images[: rec["batch_size"] * 2], labels[: rec["batch_size"] * 2], probe, num_classes=7, seed=seed,
-            device="cuda", quiet=True)
-        on_gpu = fit(images, labels, probe, num_classes=7, seed=seed, device="cuda", quiet=True)
+        on_gpu = timed_fit("cuda")
         gpu = {"gpu": torch.cuda.get_device_name(0), "gpu_train_images_per_s": on_gpu.images_per_s,
                "gpu_minutes_full_run": round(train_images * rec["epochs"] / on_gpu.images_per_s / 60.0, 1)}
     return gpu | {

@@ -31,15 +31,12 @@ def register(app: typer.Typer) -> None:
         Writes runs/<name>/metrics.json (accuracy, macro-F1, per-class P/R/F1, confusion),
         confusion.png, curves.png, predictions.parquet, model.pt and per-epoch checkpoints.
         """
-        from curate.invocation import current_argv
-
         from curate.train.api import render_train_eval, train_eval
         from curate.workspace import Workspace
 
         def go():
             summary = train_eval(Workspace(workspace), split, recipe=recipe, model=model, name=name,
-                                 overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet,
-                                 argv=current_argv())
+                                 overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet)
             emit(summary, as_json, render_train_eval, quiet)
 
         run_guarded(go)
@@ -55,15 +52,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Table of runs side by side (e.g. raw vs cleaned): accuracy, macro-F1, per-class F1."""
         from curate.train.api import compare_runs, render_compare
-        from curate.train.compare_report import write_compare_report
         from curate.workspace import Workspace
 
         def go():
-            ws = Workspace.open(workspace)
-            result = compare_runs(ws, runs)
-            if report is not None:
-                result["report"] = str(write_compare_report(ws, result, report))
-            emit(result, as_json, render_compare, quiet)
+            emit(compare_runs(Workspace.open(workspace), runs, report=report), as_json, render_compare, quiet)
 
         run_guarded(go)
 

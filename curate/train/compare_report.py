@@ -7,24 +7,18 @@ matrices and learning curves are copied next to the report, so it stays readable
 from __future__ import annotations
 
 import datetime as _dt
-import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from curate import atomic
+from curate.invocation import format_command
 from curate.report.sections import existing_sections
 from curate.workspace import Workspace
 
 
 def _command(argv: list[str] | None) -> str:
-    if not argv:
-        return "(pipeline step)"
-    args = list(argv)
-    args[0] = Path(args[0]).name
-    return " ".join(shlex.quote(a) for a in args)
+    return format_command(argv) if argv else "(pipeline step)"
 
 
 def _commands(ws: Workspace, runs: list[dict[str, Any]]) -> list[str]:
@@ -119,7 +113,7 @@ def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> P
     for split in dict.fromkeys(m["split"] for m in runs):
         sizes, removed = _split_counts(ws, split)
         lines.append(f"- `{split}`: " + ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items()))
-                     + (f"; removed: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()) if removed else
+                     + ("; removed: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()) if removed else
                         "; nothing removed"))
     lines += ["", "## Figures", ""]
     for m in runs:
