@@ -44,8 +44,11 @@ def _edge_frame(a, b, dist, method: str) -> pd.DataFrame:
 
 
 def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, float] | None = None,
-               quiet: bool = True) -> pd.DataFrame:
-    """Pairs within the Hamming radius for each configured hash (mirror-aware)."""
+               quiet: bool = True, quality_out: np.ndarray | None = None) -> pd.DataFrame:
+    """Pairs within the Hamming radius for each configured hash (mirror-aware).
+
+    ``quality_out`` (float32, one per image) is filled with the quality score during the first hash pass.
+    """
     from curate.dedupe.hashing import hash_images
     from curate.dedupe.search import hamming_pairs
 
@@ -54,7 +57,8 @@ def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, fl
     frames = []
     for method in progress(hc["methods"], desc="hashes", quiet=quiet or len(hc["methods"]) < 2):
         t0 = time.perf_counter()
-        codes, mirrored = hash_images(images, method, mirror=mirror)
+        codes, mirrored = hash_images(images, method, mirror=mirror, quality_out=quality_out)
+        quality_out = None
         t1 = time.perf_counter()
         frames.append(_edge_frame(*hamming_pairs(codes, radius, method=hc["search"]), method))
         if mirror:
@@ -121,10 +125,12 @@ def _verify(images, a, b, is_mirror, pc, known, quiet):
 
 
 def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any], *, embedder: str | None = None,
-               seed: int = 0, quiet: bool = True, timings: dict[str, float] | None = None) -> pd.DataFrame:
+               seed: int = 0, quiet: bool = True, timings: dict[str, float] | None = None,
+               quality_out: np.ndarray | None = None) -> pd.DataFrame:
     """Every duplicate edge (a, b, method, distance) among ``images``; a < b positions.
 
     Near edges between images of one digest group are dropped (the exact edges cover them).
+    ``quality_out`` (float32, one per image) is filled with the quality score when a hash runs.
     """
     timings = {} if timings is None else timings
     frames = []
@@ -133,7 +139,7 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any
         frames.append(exact_edges(digests))
     timings["exact_s"] = round(time.perf_counter() - t0, 3)
     if cfg["hash"]["methods"]:
-        frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet))
+        frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet, quality_out=quality_out))
     kind = cfg["embedder"] if embedder is None else embedder
     if kind and kind != "none":
         known = pd.concat(frames, ignore_index=True) if frames else None
@@ -146,11 +152,22 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any
     return edges.reset_index(drop=True)
 
 
+def fill_quality(images: np.ndarray, edges: pd.DataFrame, quality: np.ndarray) -> None:
+    """Score the images of ``edges`` whose ``quality`` is still NaN (no hash pass filled it)."""
+    from curate.dedupe.clusters import linked_positions
+    from curate.dedupe.quality import quality_score
+
+    members = linked_positions(len(quality), edges)
+    missing = members[np.isnan(quality[members])]
+    if len(missing):
+        quality[missing] = quality_score(images, missing)
+
+
 def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | Path | None = None,
            embedder: str | None = None, seed: int = 0, quiet: bool = False,
            argv: list[str] | None = None) -> dict[str, Any]:
     """Run the whole dedupe on a workspace; writes the three outputs and returns the summary."""
-    from curate.dedupe.clusters import assign_clusters, quality_score, summarize
+    from curate.dedupe.clusters import assign_clusters, summarize
     from curate.workspace import utc_now
 
     started = utc_now()
@@ -169,15 +186,14 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     t0 = time.perf_counter()
     images = np.ascontiguousarray(images)
     timings["load_s"] = round(time.perf_counter() - t0, 3)
+    quality = np.full(len(manifest), np.nan, np.float32)
     try:
-        edges = find_edges(images, manifest["digest"], cfg, seed=seed, quiet=quiet, timings=timings)
+        edges = find_edges(images, manifest["digest"], cfg, seed=seed, quiet=quiet, timings=timings,
+                           quality_out=quality)
     except (ValueError, FileNotFoundError) as exc:
         raise CurateError(f"dedupe: {exc}", exit_code=2) from None
     t0 = time.perf_counter()
-    members = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()])) if len(edges) else []
-    quality = np.zeros(len(manifest), np.float32)
-    if len(members):
-        quality[members] = quality_score(images, members)
+    fill_quality(images, edges, quality)
     clusters = assign_clusters(len(manifest), edges, labels=manifest["label"], splits=manifest["split"],
                                digests=manifest["digest"], quality=quality, policy=cfg["policy"])
     ids = manifest["image_id"].astype("string").to_numpy()

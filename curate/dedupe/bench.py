@@ -143,7 +143,8 @@ def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: dict, r
     import imagehash
     from PIL import Image
 
-    from curate.dedupe.clusters import assign_clusters, quality_score
+    from curate.dedupe.api import fill_quality
+    from curate.dedupe.clusters import assign_clusters, linked_positions
     from curate.dedupe.hashing import hash_images
 
     out: dict[str, Any] = {}
@@ -164,14 +165,15 @@ def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: dict, r
     def full(imgs, dig, lab, spl):
         t = time.perf_counter()
         timings: dict[str, float] = {}
-        edges = find_edges(imgs, dig, cfg, embedder="none", timings=timings)
+        q = np.full(len(imgs), np.nan, np.float32)
+        edges = find_edges(imgs, dig, cfg, embedder="none", timings=timings, quality_out=q)
         t1 = time.perf_counter()
-        members = np.unique(np.concatenate([edges["a"], edges["b"]]))
-        q = np.zeros(len(imgs), np.float32)
-        q[members] = quality_score(imgs, members)
+        fill_quality(imgs, edges, q)
         assign_clusters(len(imgs), edges, labels=lab, splits=spl, digests=dig, quality=q, policy=cfg["policy"])
         timings["clusters_s"] = round(time.perf_counter() - t1, 3)
-        return time.perf_counter() - t, timings, {"pairs": int(len(edges)), "images_with_pairs": int(len(members))}
+        elapsed = time.perf_counter() - t
+        members = len(linked_positions(len(imgs), edges))
+        return elapsed, timings, {"pairs": int(len(edges)), "images_with_pairs": members}
 
     def best_of(*args):  # the shortest of five runs: the machine is shared, noise only ever adds time
         runs = [full(*args) for _ in range(5)]

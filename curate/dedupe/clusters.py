@@ -1,7 +1,7 @@
 """Duplicate clusters: union-find over edges, cluster typing and the proposed action per image.
 
 Pure functions over arrays: image positions, labels, splits, digests, a quality score
-and the edge list (a, b, method, distance). No I/O.
+(:mod:`curate.dedupe.quality`) and the edge list (a, b, method, distance). No I/O.
 
 Cluster types, with precedence ``inter_class`` > ``cross_split`` > ``intra_class``:
 
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 ACTIONS = ("keep", "drop_duplicate", "exclude_conflict", "drop_leak")
+KINDS = ("exact", "near")
 CLUSTER_TYPES = ("inter_class", "cross_split", "intra_class")
 
 DEFAULT_POLICY: dict[str, Any] = {
@@ -41,8 +42,10 @@ DEFAULT_POLICY: dict[str, Any] = {
 
 def _strength(methods: np.ndarray) -> np.ndarray:
     """Edge strength rank: 0 exact, 1 perceptual hash (and mirrored), 2 embeddings."""
-    m = pd.Series(methods).astype(str).str.removesuffix("_mirror")
-    return np.where(m == "exact", 0, np.where(m.isin(["phash", "dhash", "whash"]), 1, 2))
+    codes, names = pd.factorize(np.asarray(methods, dtype=object))
+    base = [str(m).removesuffix("_mirror") for m in names]
+    rank = np.array([0 if m == "exact" else 1 if m in ("phash", "dhash", "whash") else 2 for m in base], np.int64)
+    return rank[codes]
 
 
 def capped_components(n: int, edges: pd.DataFrame, max_size: int) -> np.ndarray:
@@ -94,6 +97,14 @@ def capped_components(n: int, edges: pd.DataFrame, max_size: int) -> np.ndarray:
     return renumber_components(relabel)
 
 
+def linked_positions(n: int, edges: pd.DataFrame) -> np.ndarray:
+    """Sorted positions (0..n-1) that appear in at least one edge."""
+    linked = np.zeros(n, bool)
+    linked[edges["a"].to_numpy(np.int64)] = True
+    linked[edges["b"].to_numpy(np.int64)] = True
+    return np.flatnonzero(linked)
+
+
 def renumber_components(labels: np.ndarray) -> np.ndarray:
     """Renumber arbitrary group labels 0..k-1 in order of each group's smallest node."""
     n = len(labels)
@@ -128,45 +139,16 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return renumber_components(labels)
 
 
-def quality_score(images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Contrast (grey std) plus sharpness (std of a 4-neighbour Laplacian) per image; higher is better.
-
-    ``rows`` (positions into ``images``) scores only those images, read chunk by chunk.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
-    out = np.zeros(len(rows), np.float32)
-
-    def chunk(start: int) -> None:  # 1,024 images at a time keep the temporaries in cache
-        x = np.asarray(images[rows[start:start + 1024]], np.int16)
-        lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])
-        out[start:start + len(x)] = _row_std(x) + 0.5 * _row_std(lap)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy releases the GIL
-        list(pool.map(chunk, range(0, len(rows), 1024)))
-    return out
-
-
-def _row_std(a: np.ndarray) -> np.ndarray:
-    """Standard deviation of each image of an integer stack, from exact integer sums."""
-    flat = a.reshape(len(a), -1)
-    d = flat.shape[1]
-    mean = flat.sum(axis=1, dtype=np.int64) / d
-    sq = np.einsum("ij,ij->i", flat, flat, dtype=np.int64) / d
-    return np.sqrt(np.maximum(sq - mean * mean, 0.0)).astype(np.float32)
-
-
-def _factorize(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False) -> tuple[np.ndarray, list]:
+def _factorize(values: pd.Series, members: np.ndarray, *, na_is_value: bool = False) -> tuple[np.ndarray, pd.Index]:
     """(integer code per member, distinct values); missing values are -1, or one code of their own."""
     codes, uniques = pd.factorize(pd.Series(values).reset_index(drop=True).iloc[members])
     codes = np.asarray(codes, np.int64)
     if na_is_value:
         codes = np.where(codes < 0, len(uniques), codes)
-    return codes, list(uniques)
+    return codes, uniques
 
 
-def _rank(codes: np.ndarray, uniques: list, order: list[str]) -> np.ndarray:
+def _rank(codes: np.ndarray, uniques: pd.Index, order: list[str]) -> np.ndarray:
     """Position of each value in ``order``; unknown values after them, missing ones (-1) last."""
     ranks = np.array([order.index(u) if u in order else len(order) for u in uniques] + [len(order) + 1], np.int64)
     return ranks[codes]  # code -1 picks the last entry
@@ -191,7 +173,7 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     ``splits`` and ``digests`` are indexed by position (missing values allowed);
     ``quality`` is a float array of length n. Returns columns ``pos``, ``cluster_id``,
     ``kind``, ``cluster_type``, ``inter_class``, ``cross_split``, ``is_representative``,
-    ``proposed_action``, sorted by cluster then position.
+    ``proposed_action`` (the text columns categorical), sorted by cluster then position.
     """
     pol = dict(DEFAULT_POLICY)
     pol.update(policy or {})
@@ -201,10 +183,7 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     if len(edges) == 0:
         return pd.DataFrame({c: [] for c in columns})
     comp = capped_components(n, edges, int(pol["max_cluster_size"]))
-    linked = np.zeros(n, bool)
-    linked[edges["a"].to_numpy(np.int64)] = True
-    linked[edges["b"].to_numpy(np.int64)] = True
-    members = np.flatnonzero(linked)
+    members = linked_positions(n, edges)
     members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
     # cluster ids 0..k-1 in order of the smallest member position (comp is numbered that way)
     used = np.zeros(int(comp.max()) + 1, bool)
@@ -216,15 +195,17 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     cross = _several_per_group(cid, split_codes, k)[cid]
     one_digest = ~_several_per_group(cid, _factorize(digests, members, na_is_value=True)[0], k)[cid]
     type_code = np.where(inter, 0, np.where(cross, 1, 2))  # positions in CLUSTER_TYPES (precedence order)
-    ctype = np.array(CLUSTER_TYPES, dtype=object)[type_code]
     rep, action = _decide(cid, k, type_code, cross, _rank(split_codes, split_names, list(pol["prefer_splits"])),
                           _rank(split_codes, split_names, list(pol["eval_splits"])),
                           np.asarray(quality, np.float64)[members], members, pol)
     order = np.lexsort((members, cid))
-    out = pd.DataFrame({"pos": members, "cluster_id": cid, "kind": np.where(one_digest, "exact", "near"),
-                        "cluster_type": ctype, "inter_class": inter, "cross_split": cross,
-                        "is_representative": rep, "proposed_action": action})
-    return out.iloc[order].reset_index(drop=True)
+    out = pd.DataFrame({"pos": members[order], "cluster_id": cid[order],
+                        "kind": pd.Categorical.from_codes(np.where(one_digest, 0, 1)[order], KINDS),
+                        "cluster_type": pd.Categorical.from_codes(type_code[order], CLUSTER_TYPES),
+                        "inter_class": inter[order], "cross_split": cross[order],
+                        "is_representative": rep[order],
+                        "proposed_action": pd.Categorical.from_codes(action[order], ACTIONS)})
+    return out
 
 
 def _check_policy(pol: dict[str, Any]) -> None:
@@ -241,16 +222,16 @@ def _check_policy(pol: dict[str, Any]) -> None:
 def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, split_rank: np.ndarray,
             eval_rank: np.ndarray, quality: np.ndarray, pos: np.ndarray,
             pol: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(is_representative, proposed_action) per member: mode from cluster type and policy, one representative each."""
-    mode = np.array([pol[t] for t in CLUSTER_TYPES], dtype=object)[type_code]
+    """(is_representative, proposed_action code into ACTIONS) per member: one representative per cluster."""
+    modes = ("keep_one", "keep_eval", "exclude_all", "ignore")
+    m = np.array([modes.index(pol[t]) if pol[t] in modes else -1 for t in CLUSTER_TYPES], np.int64)[type_code]
+    # "as_duplicates" (-1): an inter-class cluster follows the split rule when it spans splits,
+    # else the intra-class rule; a cross-split cluster follows the intra-class rule
+    split_rule = modes.index(pol["cross_split"]) if pol["cross_split"] != "as_duplicates" else 0
     is_inter = type_code == CLUSTER_TYPES.index("inter_class")
-    # an inter-class cluster treated "as duplicates" follows the split rule when it spans splits
-    as_dup = mode == "as_duplicates"
-    mode[as_dup & is_inter & cross] = (
-        pol["cross_split"] if pol["cross_split"] != "as_duplicates" else "keep_one")
-    mode[as_dup & is_inter & ~cross] = pol["intra_class"]
-    mode[(mode == "as_duplicates")] = pol["intra_class"]  # cross_split "as_duplicates"
-    keep_eval = mode == "keep_eval"
+    m = np.where((m == -1) & is_inter & cross, split_rule, m)
+    m = np.where(m == -1, modes.index(pol["intra_class"]), m)
+    keep_eval = m == 1
     best_eval = np.full(k, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(best_eval, cid, eval_rank)
     best_eval = best_eval[cid]
@@ -261,11 +242,10 @@ def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, s
     first[1:] = cid[order][1:] != cid[order][:-1]
     rep = np.zeros(len(cid), bool)
     rep[order[first]] = True
-    action = np.full(len(cid), "keep", dtype=object)
-    action[(mode == "keep_one") & ~rep] = "drop_duplicate"
-    action[keep_eval & ~inside] = "drop_leak"
-    action[keep_eval & inside & ~rep] = "drop_duplicate"
-    action[mode == "exclude_all"] = "exclude_conflict"
+    action = np.zeros(len(cid), np.int8)  # ACTIONS: keep, drop_duplicate, exclude_conflict, drop_leak
+    action[((m == 0) | keep_eval) & ~rep] = 1
+    action[keep_eval & ~inside] = 3
+    action[m == 2] = 2
     return rep, action
 
 

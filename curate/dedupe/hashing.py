@@ -189,17 +189,21 @@ _BITS = {"phash": phash_bits, "dhash": dhash_bits, "whash": whash_bits}
 
 
 def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8, mirror: bool = False,
-                batch_size: int = 512, workers: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
+                batch_size: int = 512, workers: int = 2,
+                quality_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Packed hashes uint8 (N, hash_size**2 // 8) of grey uint8 images (N, H, W).
 
     Returns ``(hashes, mirrored)``; ``mirrored`` holds the horizontally flipped images'
     hashes when ``mirror`` is true, else None. Batches run on ``workers`` threads with
-    single-threaded BLAS each (numpy and BLAS release the GIL).
+    single-threaded BLAS each (numpy and BLAS release the GIL). ``quality_out`` (float32,
+    length N), when given, is filled with :func:`curate.dedupe.quality.block_quality` of each
+    batch while it is in memory.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
+    from curate.dedupe.quality import block_quality
     from curate.perf import keep_freed_memory
 
     keep_freed_memory()
@@ -211,6 +215,8 @@ def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8
     n, nbytes = len(images), hash_size * hash_size // 8
     out = np.zeros((n, nbytes), np.uint8)
     out_m = np.zeros((n, nbytes), np.uint8) if mirror else None
+    if quality_out is not None and len(quality_out) != n:
+        raise ValueError(f"quality_out holds {len(quality_out)} values for {n} images")
 
     def work(start: int) -> None:
         block = np.ascontiguousarray(images[start:start + batch_size], dtype=np.uint8)
@@ -218,6 +224,8 @@ def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8
         out[start:start + len(block)] = np.packbits(bits, axis=1)
         if mirror:
             out_m[start:start + len(block)] = np.packbits(bits_m, axis=1)
+        if quality_out is not None:
+            quality_out[start:start + len(block)] = block_quality(block)
 
     with threadpool_limits(1, "blas"):
         if workers <= 1 or n <= batch_size:

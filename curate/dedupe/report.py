@@ -94,7 +94,10 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: dict[str,
                     f"({g['images_with_pairs'] / max(f['images_with_pairs'], 1):.0f}x). Growth per step: "
                     + ", ".join(f"{k.removesuffix('_s')} {gt[k] / max(ft[k], 1e-9):.1f}x" for k in gt
                                 if k in ft and k.endswith("_s") and k != "exact_s")
-                    + " (search and clusters grow with the pairs, hashing with the images).")
+                    + " (search and clusters grow with the pairs, hashing with the images). The hash pass also "
+                    "computes every image's quality score (contrast + Laplacian sharpness, which picks a "
+                    "cluster's representative) while the image is in memory, so that cost grows with the images, "
+                    "not with the duplicated ones.")
     lines += ["", f"Benchmark wall time {r['seconds']:.0f} s.", ""]
     path = Path(path)
     atomic.write_text(path, "\n".join(lines))

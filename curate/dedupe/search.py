@@ -60,7 +60,7 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     if queries is None:
         a, b, d = _directed_pairs(distinct, radius, None, use_mih)  # distinct codes: distance >= 1
         i, j, dist = _expand(a, b, d, inv, inv)
-        zi, zj = _pairs_within_runs(np.argsort(inv, kind="stable"), inv)  # equal codes: distance 0
+        zi, zj = _pairs_within_runs(np.argsort(inv), inv)  # equal codes: distance 0
         i, j, dist = np.r_[i, zi], np.r_[j, zj], np.r_[dist, np.zeros(len(zi), np.int32)]
     else:
         q_distinct, q_inv = _distinct_rows(np.ascontiguousarray(queries, dtype=np.uint8))
@@ -71,16 +71,24 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
 
 def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct rows of packed codes (U, B), index of each input row's distinct row (N,))."""
-    keys = codes.view(np.dtype((np.void, codes.shape[1]))).ravel()
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    return codes[first], inv.ravel().astype(np.int64)
+    if codes.shape[1] != 8:
+        keys = codes.view(np.dtype((np.void, codes.shape[1]))).ravel()
+        _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        return codes[first], inv.ravel().astype(np.int64)
+    keys = codes.view(np.uint64).ravel()  # 64-bit codes: one integer sort (numpy's SIMD quicksort)
+    order = np.argsort(keys)
+    new = np.ones(len(keys), bool)
+    new[1:] = keys[order[1:]] != keys[order[:-1]]
+    inv = np.empty(len(keys), np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return codes[order[new]], inv
 
 
 def _expand(a: np.ndarray, b: np.ndarray, d: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of distinct codes (a, b) -> every pair of the rows holding them (rows of a x rows of b)."""
     def groups(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = np.argsort(inv, kind="stable")
+        order = np.argsort(inv)
         size = np.bincount(inv)
         return order, np.cumsum(size) - size, size
 
@@ -131,15 +139,17 @@ def _pairs_within_runs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray,
 
 def _pairs_across(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All (i, j) with ``left[i] == right[j]`` (a sort-merge join on equal keys)."""
-    order = np.argsort(right, kind="stable")
+    order = np.argsort(right)
     sorted_right = right[order]
-    lo = np.searchsorted(sorted_right, left, side="left")
-    hi = np.searchsorted(sorted_right, left, side="right")
+    left_order = np.argsort(left)  # sorted probes: the binary searches walk the array in order
+    sorted_left = left[left_order]
+    lo = np.searchsorted(sorted_right, sorted_left, side="left")
+    hi = np.searchsorted(sorted_right, sorted_left, side="right")
     count = hi - lo
     total = int(count.sum())
     if total == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    i = np.repeat(np.arange(len(left), dtype=np.int64), count)
+    i = np.repeat(left_order.astype(np.int64), count)
     offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
     return i, order[np.repeat(lo, count) + offset]
 
@@ -179,7 +189,7 @@ def _mih_candidates(codes: np.ndarray, radius: int, queries: np.ndarray | None =
         g1, g2 = combo
         key = (parts[g1] << np.uint64(widths[g2])) | parts[g2]
         if queries is None:
-            i, j = _pairs_within_runs(np.argsort(key, kind="stable"), key)
+            i, j = _pairs_within_runs(np.argsort(key), key)
         else:  # only query-code pairs: join the query keys against the sorted code keys
             i, j = _pairs_across(key[n:], key[:n])
             i = i + n
