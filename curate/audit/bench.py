@@ -34,6 +34,8 @@ DEFECTS: dict[str, tuple[str, ...]] = {
     "wm_text_20_40": ("watermark",), "wm_text_40_80": ("watermark",), "wm_logo_40_80": ("watermark",),
     "shifted": ("misaligned",), "scaled": ("misaligned",), "rotated": ("misaligned",),
     "non_face_patch": ("non_face",),
+    # diagnostic, not a benchmark defect: overlays drawn by the defect model's own training generator
+    "wm_training_generator": ("watermark",),
 }
 TARGET_FPR = {"watermark": 0.015, "misaligned": 0.04, "non_face": 0.015, "cartoon": 0.01, "occlusion": 0.01}
 
@@ -54,6 +56,10 @@ def inject(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         level = float(rng.choice([0, 255, rng.uniform(0, 255)]))
         noise = rng.normal(0, float(rng.choice([0, 0, 1.5])), img.shape)
         return np.clip(level + noise, 0, 255).astype(np.uint8)
+    if kind == "wm_training_generator":
+        from curate.audit.synthetic import watermark
+
+        return watermark(np.ascontiguousarray(img), rng)
     if kind.startswith("wm_"):
         lo, hi = (0.2, 0.4) if kind.endswith("20_40") else (0.4, 0.8)
         fn = D.text_watermark if kind.startswith("wm_text") else D.logo_watermark

@@ -23,7 +23,7 @@ APPROACH = """## How the checks work
   synthetic defect has its untouched twin in the training set and the network learns the overlay or the
   misalignment rather than the face under it. Augmentation is photometric plus mirror only (a geometric jitter
   would teach that shifted faces are clean). The score of a check is the network's softmax probability for
-  its class. Candidates get detector evidence: a Haar face box
+  its class, averaged over the crop and its mirror image. Candidates get detector evidence: a Haar face box
   (offset, scale) and eye-line roll from the eye cascade, or the largest text-like stroke region.
 - **The benchmark is not circular**: the injected defects (`curate/audit/bench_defects.py`) use other renderers,
   fonts and sources (PIL with its default bitmap font and the machine's TrueType fonts, scipy warps with edge
@@ -31,6 +31,10 @@ APPROACH = """## How the checks work
   two seeded halves; thresholds are tuned (target FPR) on the *tuning* half and written to configs/audit.yaml; the
   figures above come from the *reporting* half, with a different injection seed. In each half the defect model
   trains on that half's workspace, injected images included (as in real use, it never sees which are defects).
+- **Diagnostic row** `wm_training_generator`: overlays drawn by the defect model's *own* training generator
+  (`curate/audit/synthetic.py`, a fresh seed), not a benchmark defect. Its recall at the same FPR tells whether
+  the benchmark's watermarks are missed because they are rendered differently (then this row scores far higher)
+  or because the detector does not separate overlays from FER2013's crops at that FPR (then it scores alike).
 - **Real defects in the negatives**: FER2013 is scraped from stock-photo sites and carries many real
   watermarks (shutterstock, masterfile, fotolia, iStockphoto, depositphotos, CanStock ...), placeholders
   ("this image is no longer available"), warning signs and drawings. Counted as false positives they put a

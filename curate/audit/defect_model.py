@@ -50,10 +50,16 @@ class DefectModel:
     net: Any
     classes: tuple[str, ...] = DEFECT_CLASSES
     device: str = "cpu"
+    mirror_tta: bool = True
     info: dict[str, Any] = field(default_factory=dict)
 
     def predict_proba(self, images: np.ndarray, *, quiet: bool = True) -> np.ndarray:
-        """(N, len(classes)) probabilities for uint8 (N, S, S) crops."""
+        """(N, len(classes)) probabilities for uint8 (N, S, S) crops.
+
+        With ``mirror_tta`` the probabilities of each crop and of its mirror image are averaged
+        (the model trains with mirror augmentation, so both views are in its distribution; no
+        shifted views, which would blur misalignment).
+        """
         from curate.progress import chunks, progress
         from curate.train.trainer import predict_proba
 
@@ -62,6 +68,9 @@ class DefectModel:
         for sl in chunks(len(images), 4096):
             batch = resize_to(np.asarray(images[sl]), RECIPE["image_size"])
             out[sl] = predict_proba(self.net, batch, tta=False, device=self.device)
+            if self.mirror_tta:
+                mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+                out[sl] = (out[sl] + predict_proba(self.net, mirrored, tta=False, device=self.device)) / 2
             bar.update(sl.stop - sl.start)
         bar.close()
         return out
@@ -89,7 +98,7 @@ def train_defect_model(images: np.ndarray, cfg: dict[str, Any], *, seed: int, qu
     """Fit the defect model on ``images`` (uint8 (N,S,S), the workspace's crops).
 
     ``cfg`` keys: n_clean, n_per_defect, min_per_defect, epochs, width, rounds, first_round_epochs,
-    drop_share, device.
+    drop_share, mirror_tta, device.
     """
     from curate.train.trainer import fit, resolve_device
 
@@ -109,7 +118,7 @@ def train_defect_model(images: np.ndarray, cfg: dict[str, Any], *, seed: int, qu
         epochs = recipe["epochs"] if last else int(cfg.get("first_round_epochs") or recipe["epochs"])
         result = fit(x, y, dict(recipe, epochs=epochs), num_classes=len(DEFECT_CLASSES), seed=seed + r,
                      device=device, quiet=quiet)
-        model = DefectModel(net=result.model, device=device)
+        model = DefectModel(net=result.model, device=device, mirror_tta=bool(cfg.get("mirror_tta", True)))
         info["rounds"].append({"examples": int(len(x)), "train_acc": round(result.history[-1]["train_acc"], 4),
                                "seconds": result.seconds, "images_per_s": result.images_per_s})
         if not last:  # drop the likeliest real defects from the next round's clean pool
