@@ -94,6 +94,27 @@ def test_defect_model_is_deterministic_for_a_seed(faces):
     assert not np.array_equal(a, c)
 
 
+def test_mirror_averaging_scores_a_crop_and_its_mirror_alike(faces):
+    import torch
+
+    from curate.audit.defect_model import DefectModel
+    from curate.train.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("vgg_fer", 6, width=0.125).eval()  # random weights: not mirror-symmetric by itself
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(300.0)  # spread the logits so that a crop and its mirror really differ
+    crops = np.ascontiguousarray(faces[:64])
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    averaged = DefectModel(net=net, mirror_tta=True)
+    single = DefectModel(net=net, mirror_tta=False)
+    np.testing.assert_allclose(averaged.predict_proba(crops), averaged.predict_proba(mirrored), atol=1e-5)
+    assert np.abs(single.predict_proba(crops) - single.predict_proba(mirrored)).max() > 1e-3
+    np.testing.assert_allclose(averaged.predict_proba(crops),
+                               (single.predict_proba(crops) + single.predict_proba(mirrored)) / 2, atol=1e-6)
+
+
 def test_a_failing_image_is_isolated(faces, monkeypatch):
     from curate.audit import checks_quality
 
