@@ -105,6 +105,13 @@ def linked_positions(n: int, edges: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(linked)
 
 
+def _dense_codes(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Non-negative integer labels -> (codes 0..k-1 in the labels' order, k), in O(n + max label)."""
+    used = np.zeros(int(labels.max(initial=-1)) + 1, bool)
+    used[labels] = True
+    return (np.cumsum(used) - 1)[labels], int(used.sum())
+
+
 def renumber_components(labels: np.ndarray) -> np.ndarray:
     """Renumber arbitrary group labels 0..k-1 in order of each group's smallest node."""
     n = len(labels)
@@ -112,9 +119,7 @@ def renumber_components(labels: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     labels = np.asarray(labels)
     if labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < 4 * n:  # dense codes in O(n)
-        used = np.zeros(int(labels.max()) + 1, bool)
-        used[labels] = True
-        dense = (np.cumsum(used) - 1)[labels]
+        dense, _ = _dense_codes(labels)
     else:
         _, dense = np.unique(labels, return_inverse=True)
     first = np.full(dense.max() + 1, n, np.int64)
@@ -186,10 +191,7 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     members = linked_positions(n, edges)
     members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
     # cluster ids 0..k-1 in order of the smallest member position (comp is numbered that way)
-    used = np.zeros(int(comp.max()) + 1, bool)
-    used[comp[members]] = True
-    cid = (np.cumsum(used) - 1)[comp[members]]
-    k = int(used.sum())
+    cid, k = _dense_codes(comp[members])
     split_codes, split_names = _factorize(splits, members)
     inter = _several_per_group(cid, _factorize(labels, members)[0], k)[cid]
     cross = _several_per_group(cid, split_codes, k)[cid]
@@ -223,15 +225,15 @@ def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, s
             eval_rank: np.ndarray, quality: np.ndarray, pos: np.ndarray,
             pol: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(is_representative, proposed_action code into ACTIONS) per member: one representative per cluster."""
-    modes = ("keep_one", "keep_eval", "exclude_all", "ignore")
-    m = np.array([modes.index(pol[t]) if pol[t] in modes else -1 for t in CLUSTER_TYPES], np.int64)[type_code]
-    # "as_duplicates" (-1): an inter-class cluster follows the split rule when it spans splits,
-    # else the intra-class rule; a cross-split cluster follows the intra-class rule
-    split_rule = modes.index(pol["cross_split"]) if pol["cross_split"] != "as_duplicates" else 0
+    code = ("keep_one", "keep_eval", "exclude_all", "ignore", "as_duplicates").index  # policy mode -> int
+    m = np.array([code(pol[t]) for t in CLUSTER_TYPES], np.int64)[type_code]
+    # "as_duplicates": an inter-class cluster follows the split rule when it spans splits, else the
+    # intra-class rule; a cross-split cluster follows the intra-class rule
+    split_rule = code(pol["cross_split"]) if pol["cross_split"] != "as_duplicates" else code("keep_one")
     is_inter = type_code == CLUSTER_TYPES.index("inter_class")
-    m = np.where((m == -1) & is_inter & cross, split_rule, m)
-    m = np.where(m == -1, modes.index(pol["intra_class"]), m)
-    keep_eval = m == 1
+    m = np.where((m == code("as_duplicates")) & is_inter & cross, split_rule, m)
+    m = np.where(m == code("as_duplicates"), code(pol["intra_class"]), m)
+    keep_eval = m == code("keep_eval")
     best_eval = np.full(k, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(best_eval, cid, eval_rank)
     best_eval = best_eval[cid]
@@ -242,10 +244,10 @@ def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, s
     first[1:] = cid[order][1:] != cid[order][:-1]
     rep = np.zeros(len(cid), bool)
     rep[order[first]] = True
-    action = np.zeros(len(cid), np.int8)  # ACTIONS: keep, drop_duplicate, exclude_conflict, drop_leak
-    action[((m == 0) | keep_eval) & ~rep] = 1
-    action[keep_eval & ~inside] = 3
-    action[m == 2] = 2
+    action = np.full(len(cid), ACTIONS.index("keep"), np.int8)
+    action[((m == code("keep_one")) | keep_eval) & ~rep] = ACTIONS.index("drop_duplicate")
+    action[keep_eval & ~inside] = ACTIONS.index("drop_leak")
+    action[m == code("exclude_all")] = ACTIONS.index("exclude_conflict")
     return rep, action
 
 

@@ -59,13 +59,14 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     distinct, inv = _distinct_rows(codes)
     if queries is None:
         a, b, d = _directed_pairs(distinct, radius, None, use_mih)  # distinct codes: distance >= 1
-        i, j, dist = _expand(a, b, d, inv, inv)
-        zi, zj = _pairs_within_runs(np.argsort(inv), inv)  # equal codes: distance 0
+        rows = _rows_by_code(inv)
+        i, j, dist = _expand(a, b, d, rows, rows)
+        zi, zj = _pairs_within_runs(rows[0], inv)  # equal codes: distance 0
         i, j, dist = np.r_[i, zi], np.r_[j, zj], np.r_[dist, np.zeros(len(zi), np.int32)]
     else:
         q_distinct, q_inv = _distinct_rows(np.ascontiguousarray(queries, dtype=np.uint8))
         a, b, d = _directed_pairs(distinct, radius, q_distinct, use_mih)
-        i, j, dist = _expand(a, b, d, q_inv, inv)
+        i, j, dist = _expand(a, b, d, _rows_by_code(q_inv), _rows_by_code(inv))
     return _unique_pairs(i, j, dist)
 
 
@@ -84,16 +85,20 @@ def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[order[new]], inv
 
 
-def _expand(a: np.ndarray, b: np.ndarray, d: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of distinct codes (a, b) -> every pair of the rows holding them (rows of a x rows of b)."""
-    def groups(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = np.argsort(inv)
-        size = np.bincount(inv)
-        return order, np.cumsum(size) - size, size
+def _rows_by_code(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by their distinct-code index, start of each code's run, run size) for :func:`_expand`."""
+    order = np.argsort(inv)
+    size = np.bincount(inv)
+    return order, np.cumsum(size) - size, size
 
-    order_a, start_a, size_a = groups(inv_a)
-    order_b, start_b, size_b = (order_a, start_a, size_a) if inv_b is inv_a else groups(inv_b)
+
+def _expand(a: np.ndarray, b: np.ndarray, d: np.ndarray, rows_a: tuple[np.ndarray, np.ndarray, np.ndarray],
+            rows_b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of distinct codes (a, b) -> every pair of the rows holding them (rows of a x rows of b).
+
+    ``rows_a`` / ``rows_b``: :func:`_rows_by_code` of the side's distinct-code index per row.
+    """
+    (order_a, start_a, size_a), (order_b, start_b, size_b) = rows_a, rows_b
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     na, nb = size_a[a], size_b[b]
     count = na * nb
