@@ -1,6 +1,8 @@
 """Canonical FER class names, synonyms and Kaggle codes."""
 from __future__ import annotations
 
+import re
+
 CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """The seven FER2013 classes, in Kaggle code order (0-6)."""
 
@@ -32,15 +34,33 @@ FER2013_USAGE: dict[str, str] = {"Training": "train", "PublicTest": "val", "Priv
 def canonical_label(raw: object) -> str | None:
     """Map a label as found in a source to its canonical class name, or None if unknown.
 
-    Accepts class names in any case and common synonyms, and the Kaggle codes 0-6
-    (as int or digit string).
+    Accepts class names in any case and common synonyms, the Kaggle codes 0-6 (as int or
+    digit string), and a class name with a scrape-round suffix (``happyv2``, ``sad_2``,
+    ``angry-v3``), as folders of scraped photos are often named.
     """
     if raw is None:
         return None
     text = str(raw).strip()
     if text.isdigit() and int(text) < len(CLASSES):
         return CLASSES[int(text)]
-    return SYNONYMS.get(text.lower().replace("-", "").replace("_", ""), None)
+    key = text.lower().replace("-", "").replace("_", "").replace(" ", "")
+    if key in SYNONYMS:
+        return SYNONYMS[key]
+    match = _ROUND_SUFFIX.match(key)
+    return SYNONYMS.get(match.group(1)) if match else None
+
+
+_ROUND_SUFFIX = re.compile(r"^([a-z]+?)(?:v|ver|version|round|set|part)?\(?\d{1,3}\)?$")
+
+
+def apply_label_map(labels: "pd.Series", originals: "pd.Series", label_map: dict[str, str] | None) -> "pd.Series":
+    """``labels`` with the user's ``label_map`` (original label -> class) applied; the map's keys
+    match the original label case-insensitively, its values go through :func:`canonical_label`."""
+    if not label_map:
+        return labels
+    lookup = {str(k).strip().lower(): (canonical_label(v) or str(v).strip().lower()) for k, v in label_map.items()}
+    mapped = originals.astype("string").str.strip().str.lower().map(lookup)
+    return mapped.where(mapped.notna(), labels).astype("string")
 
 
 def canonical_split(raw: object) -> str | None:

@@ -60,15 +60,31 @@ def coerce_manifest(df: pd.DataFrame) -> pd.DataFrame:
     """Give manifest columns their contract dtypes (strings, nullable Int64)."""
     out = df.copy()
     for col in ("image_id", "source", "source_path", "split", "label", "original_label", "digest",
-                "source_format"):
+                "source_format", "image_kind"):
         if col in out:
             out[col] = out[col].astype("string")
     for col in ("source_row", "width", "height", "channels"):
         if col in out:
             out[col] = out[col].astype("Int64")
-    ordered = [c for c in MANIFEST_COLUMNS + ("source_format",) if c in out]
+    ordered = [c for c in MANIFEST_COLUMNS + ("source_format", "image_kind") if c in out]
     extra = [c for c in out.columns if c not in ordered]
     return out[ordered + extra].reset_index(drop=True)
+
+
+def _write_store(path: Path, blocks: Iterator[np.ndarray] | np.ndarray, shape: tuple[int, ...], rows: int) -> None:
+    """Write uint8 blocks of ``(k, *shape)`` to ``path`` (fsynced); the row count must be ``rows``."""
+    written = 0
+    with open(path, "wb") as fh:
+        for block in ([blocks] if isinstance(blocks, np.ndarray) else blocks):
+            block = np.ascontiguousarray(block, dtype=np.uint8)
+            if block.shape[1:] != shape:
+                raise WorkspaceError(f"store block of shape {block.shape}, expected (k, {', '.join(map(str, shape))})")
+            fh.write(block.tobytes())
+            written += len(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if written != rows:
+        raise WorkspaceError(f"store rows ({written}) do not match manifest rows ({rows})")
 
 
 class Workspace:
@@ -200,6 +216,31 @@ class Workspace:
             self._pixels = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, size, size))
         return self._pixels
 
+    def colour_crops(self) -> np.ndarray | None:
+        """Read-only uint8 (N, R, R, 3) colour aligned face crops, or None.
+
+        Written by the face stage when the workspace holds photos (row i = manifest row i;
+        face-crop sources appear as their grey crop, upscaled). None for crop-only workspaces:
+        callers then use :meth:`pixels`.
+        """
+        manifest = self.manifest()
+        meta = self._meta or {}
+        name, side = meta.get("curate.rgb"), int(meta.get("curate.rgb_size", 0) or 0)
+        if not name or not side or len(manifest) == 0:
+            return None
+        path = self.path(name)
+        expected = len(manifest) * side * side * 3
+        if not path.exists() or path.stat().st_size != expected:
+            raise WorkspaceError(f"{path}: colour crop store missing or of the wrong size (expected {expected} bytes)")
+        return np.memmap(path, dtype=np.uint8, mode="r", shape=(len(manifest), side, side, 3))
+
+    def image_kinds(self) -> pd.Series:
+        """``crop`` or ``photo`` per manifest row (crop for workspaces made before the face stage)."""
+        manifest = self.manifest()
+        if "image_kind" not in manifest:
+            return pd.Series(["crop"] * len(manifest), dtype="string")
+        return manifest["image_kind"].fillna("crop").astype("string").reset_index(drop=True)
+
     def index_of(self, image_ids: Any) -> np.ndarray:
         """Row positions of ``image_ids`` in the manifest (KeyError naming a missing id)."""
         manifest = self.manifest()
@@ -211,42 +252,47 @@ class Workspace:
         return lookup.loc[ids].to_numpy()
 
     def commit(self, manifest: pd.DataFrame, pixel_rows: Iterator[np.ndarray] | np.ndarray,
-               *, image_size: int) -> None:
-        """Atomically replace manifest and pixel store.
+               *, image_size: int, rgb_rows: Iterator[np.ndarray] | None = None, rgb_size: int = 0) -> None:
+        """Atomically replace manifest and pixel store (and the colour crop store).
 
-        ``pixel_rows`` yields uint8 arrays (k, S, S) in manifest order. The new pixels go to
-        a fresh file; the manifest rename is the commit point; old pixel files are removed after.
+        ``pixel_rows`` yields uint8 arrays (k, S, S) in manifest order; ``rgb_rows``, when
+        given, uint8 (k, R, R, 3). The new arrays go to fresh files; the manifest rename is
+        the commit point; old store files are removed after.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         manifest = coerce_manifest(manifest)
         if manifest["image_id"].duplicated().any():
             dup = manifest.loc[manifest["image_id"].duplicated(), "image_id"].iloc[0]
             raise WorkspaceError(f"duplicate image_id {dup!r} in manifest")
-        name = f"pixels-{secrets.token_hex(6)}.u8"
-        pix_path = self.path(name)
-        written = 0
+        token = secrets.token_hex(6)
+        name = f"pixels-{token}.u8"
+        rgb_name = f"crops-rgb-{token}.u8" if rgb_rows is not None else None
+        written: list[Path] = []
         try:
-            with open(pix_path, "wb") as fh:
-                chunks = [pixel_rows] if isinstance(pixel_rows, np.ndarray) else pixel_rows
-                for block in chunks:
-                    block = np.ascontiguousarray(block, dtype=np.uint8)
-                    if block.ndim != 3 or block.shape[1:] != (image_size, image_size):
-                        raise WorkspaceError(f"pixel block of shape {block.shape}, expected (k, {image_size}, {image_size})")
-                    fh.write(block.tobytes())
-                    written += len(block)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if written != len(manifest):
-                raise WorkspaceError(f"pixel rows ({written}) do not match manifest rows ({len(manifest)})")
-            atomic.write_parquet(self.manifest_path, manifest,
-                                 metadata={"curate.pixels": name, "curate.image_size": str(image_size)})
+            written.append(self.path(name))
+            _write_store(self.path(name), pixel_rows, (image_size, image_size), len(manifest))
+            meta = {"curate.pixels": name, "curate.image_size": str(image_size)}
+            if rgb_name:
+                written.append(self.path(rgb_name))
+                _write_store(self.path(rgb_name), rgb_rows, (rgb_size, rgb_size, 3), len(manifest))
+                meta.update({"curate.rgb": rgb_name, "curate.rgb_size": str(rgb_size)})
+            atomic.write_parquet(self.manifest_path, manifest, metadata=meta)
         except BaseException:
-            pix_path.unlink(missing_ok=True)
+            for path in written:
+                path.unlink(missing_ok=True)
             raise
-        for old in self.root.glob("pixels-*.u8"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        for pattern in ("pixels-*.u8", "crops-rgb-*.u8"):
+            for old in self.root.glob(pattern):
+                if old.name not in (name, rgb_name):
+                    old.unlink(missing_ok=True)
         self.refresh()
+
+    def store_rows(self, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """The grey pixel store (or ``rows`` of it) in blocks, for re-committing."""
+        pixels = self.pixels()
+        idx = np.arange(len(pixels)) if rows is None else np.asarray(rows)
+        for start in range(0, len(idx), 8192):
+            yield np.asarray(pixels[idx[start:start + 8192]])
 
     def update_labels(self, labels: pd.Series) -> None:
         """Set ``label`` for the image ids in ``labels`` (index image_id); pixels untouched.

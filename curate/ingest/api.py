@@ -14,6 +14,8 @@ from curate.errors import CurateError
 from curate.ingest.fer2013 import read_fer2013_csv, read_header
 from curate.ingest.files import LABEL_COLUMNS, PATH_COLUMNS, read_folder, read_label_csv
 from curate.ingest.records import SourceResult
+from curate.labels import apply_label_map
+from curate.faces.api import merge_photo_outputs, photo_counts
 from curate.workspace import REJECT_COLUMNS, Workspace, coerce_manifest, utc_now
 
 FORMATS = ("auto", "fer2013-csv", "folder", "csv")
@@ -53,7 +55,8 @@ def source_slug(path: Path, taken: dict[str, str]) -> str:
 def _read_source(path: Path, fmt: str, size: int, cfg: dict[str, Any], quiet: bool) -> SourceResult:
     if fmt == "fer2013-csv":
         return read_fer2013_csv(path, size, quiet=quiet)
-    opts = dict(max_pixels=int(cfg["max_pixels"]), workers=int(cfg["workers"]), quiet=quiet)
+    opts = dict(max_pixels=int(cfg["max_pixels"]), workers=int(cfg["workers"]), quiet=quiet,
+                images=str(cfg["images"]), photo_params=dict(cfg["faces"]))
     if fmt == "folder":
         return read_folder(path, size, usage_from_filename=bool(cfg["usage_from_filename"]), **opts)
     return read_label_csv(path, size, **opts)
@@ -94,6 +97,7 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
         present = set(manifest["source"].dropna().unique())
         keep_mask = np.ones(len(manifest), dtype=bool)
         new_rows, new_pixels, reject_frames, per_source, skipped = [], [], [], [], []
+        photo_batches: list[tuple[list[str], list]] = []
         warnings: list[str] = []
         for raw in sources:
             path = Path(raw).expanduser().resolve()
@@ -111,11 +115,16 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
             except (ValueError, OSError) as exc:
                 raise CurateError(str(exc)) from None
             rows = result.rows.copy()
+            rows["label"] = apply_label_map(rows["label"], rows["original_label"], cfg.get("label_map"))
             keys = rows["source_path"].where(rows["source_path"].notna(),
                                              rows["source_row"].astype("string").str.zfill(6))
             rows.insert(0, "image_id", (slug + ":" + keys).astype("string"))
             rows.insert(1, "source", pd.array([source] * len(rows), dtype="string"))
             rows["source_format"] = pd.array([kind] * len(rows), dtype="string")
+            image_kind = "photo" if result.photos is not None else "crop"
+            rows["image_kind"] = pd.array([image_kind] * len(rows), dtype="string")
+            if result.photos is not None:
+                photo_batches.append((rows["image_id"].tolist(), result.photos))
             if source in present:
                 keep_mask &= (manifest["source"] != source).to_numpy(dtype=bool, na_value=True)
             new_rows.append(rows)
@@ -123,8 +132,10 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
             reject_frames.append(_rejects_frame(source, result))
             warnings.extend(result.warnings)
             per_source.append({"source": source, "format": kind, "slug": slug, "read": result.read,
-                               "kept": result.kept, "rejected": len(result.rejects),
+                               "kept": result.kept, "rejected": len(result.rejects), "images": image_kind,
                                "rejects_by_reason": _count_codes(result)})
+            if result.photos is not None:
+                per_source[-1]["faces"] = photo_counts(result.photos)
         read = sum(s["read"] for s in per_source)
         kept = sum(s["kept"] for s in per_source)
         rejected = sum(s["rejected"] for s in per_source)
@@ -154,7 +165,8 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
                 yield np.asarray(old_pixels[idx[start:start + 8192]])
             yield from new_pixels
 
-        ws.commit(merged, blocks(), image_size=size)
+        rgb = merge_photo_outputs(ws, merged, keep_mask, new_rows, new_pixels, photo_batches, cfg)
+        ws.commit(merged, blocks(), image_size=size, rgb_rows=rgb, rgb_size=int(cfg["faces"]["rgb_size"]))
         ws.set_info(image_size=size, sources_slugs=slugs)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.record_run("ingest", seed=seed, started=started,
@@ -189,6 +201,10 @@ def render_summary(s: dict[str, Any]) -> str:
                      f"+ rejected {src['rejected']:,}")
         for code, n in sorted(src["rejects_by_reason"].items(), key=lambda kv: -kv[1]):
             lines.append(f"    rejected {n:>6,}  {code}")
+        if src.get("faces"):
+            f = src["faces"]
+            lines.append(f"    photos: a face found and aligned in {f['with_face']:,} of {f['photos']:,}; "
+                         f"{f['several_faces']:,} with several faces; {f['errors']:,} face-stage errors")
     for src in s["skipped_sources"]:
         lines.append(f"{src}: already in the workspace, skipped (use --replace to re-ingest)")
     for w in s["warnings"]:

@@ -34,10 +34,15 @@ class Candidate:
     source_row: int | None = None
 
 
-def _decode_one(cand: Candidate, image_size: int, max_pixels: int):
+def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params: dict | None = None):
     try:
         decoded = decode_image(cand.file, max_pixels=max_pixels)
         arr = decoded.array()
+        if photo_params is not None:  # a photo: the store gets the aligned main face, not the squashed photo
+            from curate.faces.stage import process_photo
+
+            found = process_photo(arr, size=image_size, params=photo_params)
+            return (found.grey, pixel_digest(arr), decoded.width, decoded.height, decoded.channels, found)
         return (to_store(decoded.image, image_size), pixel_digest(arr), decoded.width, decoded.height,
                 decoded.channels)
     except DecodeError as exc:
@@ -48,21 +53,30 @@ def _decode_one(cand: Candidate, image_size: int, max_pixels: int):
 
 def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                       workers: int = 4, quiet: bool = False, desc: str = "decode",
-                      rejects: list[Reject] | None = None, read: int = 0) -> SourceResult:
-    """Decode candidates in parallel threads; failures become rejects, order is kept."""
+                      rejects: list[Reject] | None = None, read: int = 0,
+                      photo_params: dict | None = None) -> SourceResult:
+    """Decode candidates in parallel threads; failures become rejects, order is kept.
+
+    With ``photo_params`` the files are photos: each goes through the face stage
+    (:func:`curate.faces.stage.process_photo`) and ``SourceResult.photos`` holds the results.
+    """
     rejects = list(rejects or [])
     kept: list[Candidate] = []
     pixels: list[np.ndarray] = []
     facts: list[tuple] = []
+    photos: list = []
+    chunk = 64 if photo_params is None else 4
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda c: _decode_one(c, image_size, max_pixels), cands, chunksize=64)
+        results = pool.map(lambda c: _decode_one(c, image_size, max_pixels, photo_params), cands, chunksize=chunk)
         for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
             if isinstance(res, DecodeError):
                 rejects.append(Reject(res.code, str(res), source_row=cand.source_row, source_path=cand.source_path))
                 continue
             kept.append(cand)
             pixels.append(res[0])
-            facts.append(res[1:])
+            facts.append(res[1:5])
+            if photo_params is not None:
+                photos.append(res[5])
     labels = pd.Series([canonical_label(c.original_label) for c in kept], dtype="string")
     originals = pd.Series([c.original_label for c in kept], dtype="string")
     rows = pd.DataFrame({
@@ -78,7 +92,8 @@ def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: in
     })
     stack = np.stack(pixels) if pixels else np.zeros((0, image_size, image_size), np.uint8)
     warnings = unknown_label_warnings(labels, originals, desc)
-    return SourceResult(rows=rows, pixels=stack, rejects=rejects, read=read + len(cands), warnings=warnings)
+    return SourceResult(rows=rows, pixels=stack, rejects=rejects, read=read + len(cands), warnings=warnings,
+                        photos=photos if photo_params is not None else None)
 
 
 def _label_and_split(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -156,11 +171,43 @@ def scan_folder(root: Path, usage_from_filename: bool = True) -> tuple[list[Cand
 
 
 def read_folder(root: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
-                quiet: bool = False, usage_from_filename: bool = True) -> SourceResult:
-    """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth."""
+                quiet: bool = False, usage_from_filename: bool = True, images: str = "crops",
+                photo_params: dict | None = None) -> SourceResult:
+    """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth.
+
+    ``images``: crops | photos | auto (decided from the image sizes, see :func:`looks_like_photos`).
+    """
     cands, rejects, read = scan_folder(root, usage_from_filename)
     return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
-                             desc=f"ingest {root.name}", rejects=rejects, read=read)
+                             desc=f"ingest {root.name}", rejects=rejects, read=read,
+                             photo_params=_photo_params(cands, images, photo_params))
+
+
+def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128) -> bool:
+    """True unless the files look like face crops: at least 90% of a sample of them (read from
+    their headers, no decoding) are at most ``crop_side`` px on each side and nearly square."""
+    from PIL import Image
+
+    if not files:
+        return False
+    step = max(1, len(files) // sample)
+    small = total = 0
+    for file in files[::step][:sample]:
+        try:
+            with Image.open(file) as img:
+                w, h = img.size
+        except Exception:  # noqa: BLE001 - unreadable files are judged at decode time
+            continue
+        total += 1
+        small += max(w, h) <= crop_side and abs(w - h) <= 0.1 * max(w, h)
+    return total > 0 and small < 0.9 * total
+
+
+def _photo_params(cands: list[Candidate], images: str, photo_params: dict | None) -> dict | None:
+    if images not in ("auto", "crops", "photos"):
+        raise ValueError(f"images must be auto, crops or photos, not {images!r}")
+    photos = images == "photos" or (images == "auto" and looks_like_photos([c.file for c in cands]))
+    return dict(photo_params or {}) if photos else None
 
 
 def _pick(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -168,7 +215,7 @@ def _pick(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
-                   quiet: bool = False) -> SourceResult:
+                   quiet: bool = False, images: str = "crops", photo_params: dict | None = None) -> SourceResult:
     """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder."""
     base = path.resolve().parent
     with open_text(path) as fh:
@@ -218,4 +265,5 @@ def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX
                 continue
             cands.append(Candidate(rel, file, label, split, source_row=row))
     return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
-                             desc=f"ingest {path.name}", rejects=rejects, read=read - len(cands))
+                             desc=f"ingest {path.name}", rejects=rejects, read=read - len(cands),
+                             photo_params=_photo_params(cands, images, photo_params))

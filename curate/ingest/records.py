@@ -26,6 +26,8 @@ class SourceResult:
     rejects: list[Reject] = field(default_factory=list)
     read: int = 0
     warnings: list[str] = field(default_factory=list)
+    photos: list | None = None
+    """Face-stage results (:class:`curate.faces.stage.PhotoResult`) per kept row, for photo sources."""
 
     def __post_init__(self) -> None:
         if len(self.rows) != len(self.pixels):

@@ -1,0 +1,131 @@
+"""Face stage on a workspace: outputs of ingest for photo sources, and ``curate faces`` re-runs.
+
+Photos (sources ingested with ``images: photos``, or ``auto`` deciding so) are not face crops:
+each goes through :func:`curate.faces.stage.process_photo` and the workspace gets
+
+- the grey pixel store row = the aligned main face (FER2013 framing; the centred square of
+  the photo when no face is found, and every crop check then says "not judged");
+- ``crops-rgb-*.u8``: colour aligned crops (``rgb_size``, default 112) for colour models;
+- ``faces.parquet`` (contract), ``face_images.parquet`` and ``photo_features.parquet``.
+
+``curate ingest`` runs the stage while it decodes each photo (one decode per file);
+``curate faces -w WS`` re-runs it on the originals (e.g. with other ``faces.*`` settings).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from curate.config import load_config
+from curate.errors import CurateError
+from curate.faces.stage import PhotoResult, process_photo
+from curate.faces.tables import (FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE, face_images_frame, faces_frame,
+                                 features_frame, replace_rows)
+from curate.progress import progress
+from curate.workspace import Workspace, utc_now
+
+
+def photo_counts(results: Sequence[PhotoResult]) -> dict[str, int]:
+    """How many photos, with a face, with several faces, with a face-stage error."""
+    return {"photos": len(results), "with_face": sum(r.main is not None for r in results),
+            "several_faces": sum(len(r.faces) >= 2 for r in results),
+            "errors": sum(r.status == "error" for r in results)}
+
+
+def grey_to_rgb(block: np.ndarray, side: int) -> np.ndarray:
+    """Grey (k, S, S) crops as colour (k, side, side, 3) crops."""
+    import cv2
+
+    out = np.empty((len(block), side, side, 3), np.uint8)
+    for i, img in enumerate(block):
+        up = cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=cv2.INTER_CUBIC)
+        out[i] = up[..., None]
+    return out
+
+
+def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarray, new_rows: list[pd.DataFrame],
+                        new_pixels: list[np.ndarray], photo_batches: list[tuple[list[str], list[PhotoResult]]],
+                        cfg: dict[str, Any]) -> Iterator[np.ndarray] | None:
+    """Write the face tables for the new photos (replacing rows of re-ingested sources) and
+    return the colour crop rows for the merged manifest, or None when it holds no photos."""
+    kinds = merged["image_kind"].fillna("crop") if "image_kind" in merged else pd.Series(["crop"] * len(merged))
+    new_ids = set(pd.concat([r["image_id"] for r in new_rows]).tolist()) if new_rows else set()
+    dropped = set(ws.manifest()["image_id"][~keep_mask].tolist()) if ws.exists() else set()
+    stale = new_ids | dropped
+    ids = [i for batch_ids, _ in photo_batches for i in batch_ids]
+    results = [r for _, batch in photo_batches for r in batch]
+    if photo_batches or any(ws.path(n).exists() for n in (FACES_FILE, FACE_IMAGES_FILE)):
+        for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
+                            (PHOTO_FEATURES_FILE, features_frame(ids, results))):
+            ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, stale))
+    if not (kinds == "photo").any():
+        return None
+    side = int(cfg["faces"]["rgb_size"])
+    old_rgb = ws.colour_crops() if ws.exists() else None
+    old_grey = ws.pixels() if ws.exists() else None
+    by_id = {i: r.rgb for i, r in zip(ids, results)}
+
+    def rows() -> Iterator[np.ndarray]:
+        idx = np.flatnonzero(keep_mask)
+        for start in range(0, len(idx), 2048):
+            part = idx[start:start + 2048]
+            yield np.asarray(old_rgb[part]) if old_rgb is not None and old_rgb.shape[1] == side \
+                else grey_to_rgb(np.asarray(old_grey[part]), side)
+        for frame, pixels in zip(new_rows, new_pixels):
+            for image_id, grey in zip(frame["image_id"].tolist(), pixels):
+                rgb = by_id.get(image_id)
+                yield (rgb if rgb is not None and rgb.shape[0] == side else grey_to_rgb(grey[None], side)[0])[None]
+
+    return rows()
+
+
+def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, workers: int | None = None,
+               quiet: bool = False) -> dict[str, Any]:
+    """Re-run the face stage on every photo of ``ws`` from its original file."""
+    from curate.ingest.decode import decode_image
+
+    started = utc_now()
+    t0 = time.perf_counter()
+    cfg = load_config("ingest", overrides, config_file)
+    ws = Workspace.open(ws.root)
+    with ws.lock():
+        ws.refresh()
+        manifest = ws.manifest()
+        photo_rows = np.flatnonzero((ws.image_kinds() == "photo").to_numpy())
+        if len(photo_rows) == 0:
+            raise CurateError(f"{ws.root}: no photo sources (all images are face crops); nothing to do. "
+                              "Re-ingest a folder with --images photos to treat it as photos.")
+        size, params = ws.image_size, dict(cfg["faces"])
+
+        def one(row: int) -> PhotoResult:
+            try:
+                arr = np.asarray(decode_image(ws.original_path(row), max_pixels=int(cfg["max_pixels"])).image)
+            except Exception as exc:  # noqa: BLE001 - a file that vanished or broke since ingest
+                res = PhotoResult(width=0, height=0, status="error", detail=f"error: {exc}"[:300])
+                res.grey = np.asarray(ws.pixels()[row])
+                res.rgb = grey_to_rgb(res.grey[None], int(params["rgb_size"]))[0]
+                return res
+            return process_photo(arr, size=size, params=params)
+
+        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg["workers"]))) as pool:
+            results = list(progress(pool.map(one, photo_rows.tolist()), total=len(photo_rows), desc="faces",
+                                    quiet=quiet, unit="img"))
+        ids = manifest["image_id"].iloc[photo_rows].tolist()
+        grey = np.array(ws.pixels())
+        grey[photo_rows] = np.stack([r.grey for r in results])
+        side = int(params["rgb_size"])
+        old_rgb = ws.colour_crops()
+        rgb = np.asarray(old_rgb).copy() if old_rgb is not None and old_rgb.shape[1] == side \
+            else grey_to_rgb(grey, side)
+        rgb[photo_rows] = np.stack([r.rgb for r in results])
+        for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
+                            (PHOTO_FEATURES_FILE, features_frame(ids, results))):
+            ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, set(ids)))
+        ws.commit(manifest, grey, image_size=size, rgb_rows=rgb, rgb_size=side)
+    summary = {"workspace": str(ws.root), **photo_counts(results), "seconds": round(time.perf_counter() - t0, 2)}
+    ws.record_run("faces", started=started, options={"overrides": overrides or {}}, counts=photo_counts(results))
+    return summary

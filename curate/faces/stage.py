@@ -1,0 +1,86 @@
+"""One photo through the face stage: detect, pick the main face, align, describe.
+
+:func:`process_photo` is pure (an image array in, a :class:`PhotoResult` out) so that ingest
+(which has the decoded original in hand) and ``curate faces`` (which re-decodes it) share it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from curate.faces.align import align, centre_square, roll_degrees
+from curate.faces.detect import Face, detect_faces, pick_main
+from curate.faces.features import art_features, face_features, text_features
+
+DEFAULTS: dict[str, Any] = {
+    "max_side": 480,       # longer side the detector sees (faces of ~30 px and up there, at upsample 1)
+    "upsample": 1,
+    "min_score": -0.3,     # HOG adjust threshold: boxes scoring below are not faces
+    "rgb_size": 112,       # side of the colour aligned-crop store
+    "model_dir": None,     # folder with shape_predictor_5_face_landmarks.dat (default: face-recognition-models)
+}
+
+
+@dataclass
+class PhotoResult:
+    """What the face stage found in one photo."""
+
+    width: int
+    height: int
+    faces: list[Face] = field(default_factory=list)
+    main: int | None = None
+    grey: np.ndarray | None = None
+    rgb: np.ndarray | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    status: str = "ok"          # ok | no_face | error
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) view of a grey or RGB(A) array."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def process_photo(image: np.ndarray, *, size: int, params: dict[str, Any] | None = None) -> PhotoResult:
+    """Detect every face, align the main one (grey ``size`` and colour ``rgb_size`` crops) and
+    compute the image-level features. Never raises for a bad image: status "error" instead."""
+    p = {**DEFAULTS, **(params or {})}
+    t0 = time.perf_counter()
+    rgb = as_rgb(image)
+    h, w = rgb.shape[:2]
+    res = PhotoResult(width=w, height=h)
+    try:
+        res.faces = detect_faces(rgb, max_side=int(p["max_side"]), upsample=int(p["upsample"]),
+                                 min_score=float(p["min_score"]), model_dir=p.get("model_dir"))
+        res.main = pick_main(res.faces, w, h)
+        rgb_size = int(p["rgb_size"])
+        if res.main is None:
+            res.status, res.detail = "no_face", "no face found"
+            colour = centre_square(rgb, rgb_size)
+            grey_src = centre_square(rgb, size)
+        else:
+            left, right = res.faces[res.main].eyes
+            colour = align(rgb, left, right, rgb_size)
+            grey_src = align(rgb, left, right, size)
+            res.detail = f"{len(res.faces)} face(s); main roll {roll_degrees(left, right):+.0f} deg"
+        res.rgb = colour
+        res.grey = (grey_src.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+        res.features = {**face_features(res.faces, res.main, w, h), **art_features(rgb), **text_features(rgb)}
+    except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
+        res.status, res.detail = "error", f"error: {type(exc).__name__}: {exc}"[:300]
+        res.faces, res.main = [], None
+        res.rgb = centre_square(rgb, int(p["rgb_size"])) if rgb.size else np.zeros((int(p["rgb_size"]),) * 2 + (3,), np.uint8)
+        res.grey = res.rgb.mean(2).astype(np.uint8) if res.grey is None else res.grey
+        if res.grey.shape != (size, size):
+            import cv2
+
+            res.grey = cv2.resize(res.grey, (size, size), interpolation=cv2.INTER_AREA)
+    res.seconds = time.perf_counter() - t0
+    return res
