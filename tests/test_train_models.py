@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from curate.config import ConfigError
-from curate.train.models import MODEL_NAMES, build_model, count_parameters
+from curate.train.models import MODEL_NAMES, build_from_recipe, build_model, count_parameters
 from curate.train.recipes import available_recipes, load_recipe
 
 
@@ -38,11 +38,11 @@ def test_unknown_model_refused():
 
 def test_bundled_recipes_load_and_validate():
     names = available_recipes()
-    assert {"cpu_fast", "gpu_vgg", "demo_tiny"} <= set(names)
+    assert {"cpu_fast", "gpu_vgg", "demo_tiny", "finetune_resnet18"} <= set(names)
     for name in names:
         recipe = load_recipe(name)
         assert recipe["name"] == name
-        build_model(recipe["model"], 7, in_size=recipe["input_size"], **recipe["model_args"])
+        build_from_recipe(recipe, 7)
 
 
 def test_recipe_overrides_and_refusals(tmp_path):

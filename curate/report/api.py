@@ -10,7 +10,8 @@ from curate import atomic
 from curate.config import load_config
 from curate.report import plots
 from curate.report.collect import collect
-from curate.report.render import (Thumbnails, b64_png, check_gallery, cluster_row, esc, frame_table, kpis, page,
+from curate.report.photos import photo_legend, report_thumbnails
+from curate.report.render import (b64_png, check_gallery, cluster_row, esc, frame_table, kpis, page,
                                   runs_table)
 from curate.workspace import Workspace, utc_now
 
@@ -53,7 +54,7 @@ def _duplicates(dup: dict[str, Any], thumb) -> str:
     actions = pd.DataFrame({"images": pd.Series(dup["actions"], dtype="int64")})
     actions.index.name = "proposed action"
     body = ('<div style="display:flex;gap:40px;flex-wrap:wrap"><div>' + frame_table(counts) + "</div><div>"
-            + frame_table(actions) + "</div></div>")
+            + frame_table(actions) + "</div></div>" + photo_legend(thumb))
     by_type: dict[str, list] = {}
     for cl in dup["clusters"]:
         by_type.setdefault(cl["type"], []).append(cl)
@@ -79,16 +80,16 @@ def _oof(oof: dict[str, Any]) -> str:
 
 
 def build_report(ws: Workspace, *, top_n: int = 24, max_clusters: int = 40, thumb_size: int = 96,
-                 quiet: bool = False) -> dict[str, Any]:
+                 photo_size: int = 256, quiet: bool = False) -> dict[str, Any]:
     """Write report/index.html; returns the path, section counts and timing."""
     t0 = time.perf_counter()
     data = collect(ws, top_n=top_n, max_clusters=max_clusters)
-    thumb = Thumbnails(ws.pixels(), size=thumb_size)
+    thumb = report_thumbnails(ws, data, size=thumb_size, photo_size=photo_size)
     checks = _ordered(data["checks"])
     sections = [("summary", "Summary", f"{data['images']:,} images", _summary(data)),
                 ("classes", "Class distribution", f"{data['images']:,} → {data['after_images']:,}", _distribution(data))]
     if checks:
-        galleries = "".join(check_gallery(c, thumb, open_=k == 0) for k, c in enumerate(checks))
+        galleries = photo_legend(thumb) + "".join(check_gallery(c, thumb, open_=k == 0) for k, c in enumerate(checks))
         sections.append(("issues", "Issues by check", f"{data['flagged_images']:,} images flagged", galleries))
     if data["duplicates"]["clusters"]:
         dup = data["duplicates"]
@@ -124,7 +125,7 @@ def report_step(ws: Workspace, options: dict[str, Any], *, seed: int = 0, quiet:
     cfg = load_config("report", options)
     started = utc_now()
     summary = build_report(Workspace.open(ws.root), top_n=int(cfg["top_n"]), max_clusters=int(cfg["max_clusters"]),
-                           thumb_size=int(cfg["thumb_size"]), quiet=quiet)
+                           thumb_size=int(cfg["thumb_size"]), photo_size=int(cfg["photo_size"]), quiet=quiet)
     ws.record_run("report", seed=seed, started=started, options=cfg,
                   counts={k: summary[k] for k in ("images", "flagged_images", "after_images", "thumbnails", "seconds")})
     return summary

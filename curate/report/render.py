@@ -33,6 +33,11 @@ figcaption{font-size:11px;color:var(--mute);margin-top:4px;word-break:break-word
 .tag{display:inline-block;border-radius:10px;padding:0 7px;font-size:11px;font-weight:600;background:#eef2ff;color:var(--acc)}
 .tag.inter_class{background:#fdecea;color:var(--warn)}.tag.cross_split{background:#fff4e5;color:#b45309}.tag.drop{background:#f2f4f7;color:var(--mute)}
 .plot{max-width:100%;height:auto}.muted{color:var(--mute)}.note{color:var(--mute);font-size:12px}
+.grid.photos{grid-template-columns:repeat(auto-fill,minmax(300px,1fr))}.cluster figure.photo{min-width:300px}
+figure.photo .media{display:flex;gap:6px;align-items:center;justify-content:center;min-height:120px}
+figure.photo img.orig{width:auto;height:auto;max-width:calc(100% - 78px);max-height:256px;margin:0}
+figure.photo img.crop{width:72px;height:72px;margin:0;flex:none}
+.box-main{color:#00a800;font-weight:700}.box-other{color:#e02020;font-weight:700}
 """
 
 
@@ -88,8 +93,24 @@ def frame_table(df: pd.DataFrame, *, total: bool = True) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def card(thumb: str, lines: list[str]) -> str:
+def card(thumb: str, lines: list[str], *, photo: bool = False) -> str:
+    """A gallery card: ``thumb`` is a crop thumbnail's data URI, or (``photo``) the photo card's media markup."""
+    if photo:
+        return f'<figure class="photo">{thumb}<figcaption>{"<br>".join(lines)}</figcaption></figure>'
     return f'<figure><img src="{thumb}" alt="" loading="eager"><figcaption>{"<br>".join(lines)}</figcaption></figure>'
+
+
+def is_photo(thumb: Callable[[int], str], row: int) -> bool:
+    """True when ``thumb`` (a :class:`curate.report.photos.PhotoThumbnails`) shows ``row`` as a photo."""
+    check = getattr(thumb, "is_photo", None)
+    return bool(check is not None and check(row))
+
+
+def row_card(thumb: Callable[[int], str], row: int, lines: list[str]) -> str:
+    """The card of manifest row ``row``: the crop thumbnail, or the photo with its face boxes."""
+    if is_photo(thumb, row):
+        return card(thumb.html(row), lines, photo=True)
+    return card(thumb(row), lines)
 
 
 def check_gallery(check: dict[str, Any], thumb: Callable[[int], str], open_: bool) -> str:
@@ -101,9 +122,10 @@ def check_gallery(check: dict[str, Any], thumb: Callable[[int], str], open_: boo
         if it["evidence"]:
             lines.append(esc(it["evidence"]))
         lines.append(f'<span class="muted">{esc(it["image_id"])}</span>')
-        cards.append(card(thumb(it["row"]), lines))
+        cards.append(row_card(thumb, it["row"], lines))
     shown = f"top {len(check['items'])} of " if check["flagged"] > len(check["items"]) else ""
-    body = f'<div class="grid">{"".join(cards)}</div>' if cards else '<p class="note" style="padding:0 12px">nothing flagged</p>'
+    grid = "grid photos" if any(is_photo(thumb, it["row"]) for it in check["items"]) else "grid"
+    body = f'<div class="{grid}">{"".join(cards)}</div>' if cards else '<p class="note" style="padding:0 12px">nothing flagged</p>'
     return (f'<details{" open" if open_ else ""}><summary>{esc(check["check"])} '
             f'<span class="count">{shown}{check["flagged"]:,} flagged of {check["scored"]:,} scored</span></summary>'
             f"{body}</details>")
@@ -119,7 +141,7 @@ def cluster_row(cluster: dict[str, Any], thumb: Callable[[int], str]) -> str:
     for m in cluster["members"]:
         action = m["action"]
         tag = "tag drop" if action != "keep" else "tag"
-        figs.append(card(thumb(m["row"]), [f"<b>{esc(m['label'])}</b> · {esc(m['split'])}",
+        figs.append(row_card(thumb, m["row"], [f"<b>{esc(m['label'])}</b> · {esc(m['split'])}",
                                            f'<span class="{tag}">{esc(action)}</span>'
                                            + (" ★" if m["representative"] else ""),
                                            f'<span class="muted">{esc(m["image_id"])}</span>']))

@@ -52,8 +52,13 @@ def field_documents(rows: pd.DataFrame, columns: list[str]) -> list[dict[str, An
     return docs
 
 
-def insert_samples(ds, rows: pd.DataFrame, columns: list[str], tags: list[list[str]], size: int) -> int:
-    """Insert one sample per row (index image_id, ``filepath`` column); returns how many."""
+def insert_samples(ds, rows: pd.DataFrame, columns: list[str], tags: list[list[str]], size: int,
+                   extra: list[dict] | None = None) -> int:
+    """Insert one sample per row (index image_id, ``filepath`` column); returns how many.
+
+    ``extra[k]``, when given, holds documents for row k set as they are (a photo's ``metadata``,
+    ``faces`` ...); without ``metadata`` the sample is the ``size`` x ``size`` grey PNG crop.
+    """
     now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
     dataset_id = ds._doc.id
     coll = ds._sample_collection
@@ -64,6 +69,8 @@ def insert_samples(ds, rows: pd.DataFrame, columns: list[str], tags: list[list[s
                             "num_channels": 1},
                "_media_type": "image", "_rand": _rand(str(image_id)), "image_id": str(image_id)}
         doc.update({key: v for key, v in fields.items() if v is not None})
+        if extra is not None:
+            doc.update({key: v for key, v in extra[k].items() if v is not None})
         doc.update(_dataset_id=dataset_id, created_at=now, last_modified_at=now)
         docs.append(doc)
     for start in range(0, len(docs), BATCH):
@@ -71,13 +78,22 @@ def insert_samples(ds, rows: pd.DataFrame, columns: list[str], tags: list[list[s
     return len(docs)
 
 
-def update_samples(ds, sample_ids: list[str], rows: pd.DataFrame, columns: list[str], tags: list[list[str]]) -> int:
-    """Overwrite managed fields, labels and tags of existing samples (one ``$set`` each)."""
+def update_samples(ds, sample_ids: list[str], rows: pd.DataFrame, columns: list[str], tags: list[list[str]],
+                   extra: list[dict] | None = None) -> int:
+    """Overwrite managed fields, labels and tags of existing samples (one ``$set`` each).
+
+    With ``extra`` (a workspace with photos) ``filepath`` and the documents of ``extra[k]`` are
+    set too (a re-run face stage or a new display copy changes them); crop-only workspaces keep
+    the filepath they were created with.
+    """
     now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
     coll = ds._sample_collection
     ops = []
-    for sid, fields, tag_list in zip(sample_ids, field_documents(rows, columns), tags):
-        fields.pop("filepath", None)
+    for k, (sid, fields, tag_list) in enumerate(zip(sample_ids, field_documents(rows, columns), tags)):
+        if extra is None:
+            fields.pop("filepath", None)
+        else:
+            fields.update(extra[k])
         fields.update(tags=tag_list, last_modified_at=now)
         ops.append(UpdateOne({"_id": ObjectId(sid)}, {"$set": fields}))
     for start in range(0, len(ops), BATCH):

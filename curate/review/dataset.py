@@ -5,6 +5,8 @@ are declared through the FiftyOne API, then samples are written in batches (see
 :mod:`curate.review.bulk`): new ones inserted, existing ones updated in place. Tags a reviewer set (``keep``, ``exclude``,
 ``relabel:<class>``, any other tag not starting with ``issue:``) and the ``review_label``
 field are never overwritten; samples without review tags get the latest decision as tags.
+In a workspace with photos a photo's sample is the original photo (``faces`` boxes, the aligned
+crop in ``crop_filepath``; see :mod:`curate.review.photos`); crop rows are the PNG crop as always.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ import pandas as pd
 from curate.review.bulk import insert_samples, update_samples
 from curate.review.decisions import decision_tags, is_review_tag, latest_decisions, read_decisions
 from curate.review.images import image_paths, write_missing_pngs
+from curate.review.photos import MAIN_COLOUR, MAIN_LABEL, OTHER_COLOUR, OTHER_LABEL, hex_colour, review_columns
 from curate.review.table import ISSUE_TAG_PREFIX, QUALITY_CHECKS, field_name
 from curate.workspace import Workspace
 
 MANAGED_INFO_KEY = "curate_fields"
+PHOTO_LABEL_FIELDS = ("faces", "face_landmarks")
 SKIP_COLUMNS = {"image_id", "row", "label", "issue_tags", "prediction_label", "prediction_confidence"}
 
 
@@ -75,7 +79,13 @@ def sync_dataset(ws: Workspace, table: pd.DataFrame, checks: list[str], *, quiet
     name = dataset_name(ws)
     paths = image_paths(ws, table["image_id"])
     pngs = write_missing_pngs(ws, paths, quiet=quiet)
-    table = table.assign(filepath=paths)
+    photos = review_columns(ws, table["image_id"], paths)  # None unless the workspace holds photos
+    docs: list[dict] | None = None
+    if photos is None:
+        table = table.assign(filepath=paths)
+    else:
+        cols, docs = photos
+        table = table.assign(**{c: cols[c].to_numpy() if c == "filepath" else cols[c].array for c in cols.columns})
     ds = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     ds.persistent = True
     columns = field_columns(table)
@@ -98,20 +108,35 @@ def sync_dataset(ws: Workspace, table: pd.DataFrame, checks: list[str], *, quiet
             for iid, issues in zip(by_id.index, by_id["issue_tags"])]
     is_new = ~by_id.index.isin(list(old_tags))
     new_tags = [t for t, flag in zip(tags, is_new) if flag]
-    added = insert_samples(ds, by_id[is_new], columns, new_tags, ws.image_size) if is_new.any() else 0
+    extra = docs
+    if docs is None and "crop_filepath" in ds.get_field_schema():  # photos before, none now: reset the media
+        extra = [{"metadata": {"_cls": "ImageMetadata", "mime_type": "image/png", "width": ws.image_size,
+                               "height": ws.image_size, "num_channels": 1}}] * len(by_id)
+    new_docs = old_docs = None
+    if extra is not None:
+        new_docs = [d for d, flag in zip(extra, is_new) if flag]
+        old_docs = [d for d, flag in zip(extra, is_new) if not flag]
+    added = insert_samples(ds, by_id[is_new], columns, new_tags, ws.image_size, new_docs) if is_new.any() else 0
     updated = 0
     if (~is_new).any():
         id_of = dict(zip(existing_ids, sample_ids))
         old_rows = by_id[~is_new]
         updated = update_samples(ds, [id_of[i] for i in old_rows.index], old_rows, columns,
-                                 [t for t, flag in zip(tags, is_new) if not flag])
+                                 [t for t, flag in zip(tags, is_new) if not flag], old_docs)
     ds.reload()
-    _drop_stale_fields(ds, columns)
+    _drop_stale_fields(ds, columns + (list(PHOTO_LABEL_FIELDS) if docs is not None else []))
     set_sidebar(fo, ds, checks)
+    set_photo_media(fo, ds, photos=docs is not None)
     views = save_views(ds, checks)
-    return {"dataset": name, "samples": len(ds), "added": added, "updated": updated,
-            "removed": len(stale), "pngs_written": pngs["written"], "png_errors": pngs["errors"],
-            "views": views, "flagged": int(table["flagged_any"].sum())}
+    summary = {"dataset": name, "samples": len(ds), "added": added, "updated": updated,
+               "removed": len(stale), "pngs_written": pngs["written"], "png_errors": pngs["errors"],
+               "views": views, "flagged": int(table["flagged_any"].sum())}
+    if docs is not None:
+        shown = table["display_source"].dropna().astype(str)
+        summary["photos"] = {"photos": int(len(shown)), "originals": int((shown == "original").sum()),
+                             "copies": int(shown.str.startswith("copy").sum()),
+                             "crops_only": int(shown.str.startswith("crop").sum())}
+    return summary
 
 
 def _declare_fields(fo, ds, table: pd.DataFrame, columns: list[str]) -> None:
@@ -129,6 +154,10 @@ def _declare_fields(fo, ds, table: pd.DataFrame, columns: list[str]) -> None:
     for col in ("image_id", "review_label"):
         if col not in schema:
             ds.add_sample_field(col, fo.StringField)
+    if "crop_filepath" in columns:  # a workspace with photos: face boxes and landmarks on the original
+        for col, kind in (("faces", fo.Detections), ("face_landmarks", fo.Keypoints)):
+            if col not in schema:
+                ds.add_sample_field(col, fo.EmbeddedDocumentField, embedded_doc_type=kind)
     ds.create_index("image_id")
 
 
@@ -144,6 +173,33 @@ def _drop_stale_fields(ds, columns: list[str]) -> None:
     ds.save()
 
 
+def set_photo_media(fo, ds, *, photos: bool = True) -> None:
+    """Photos: the grid and the modal show ``filepath`` (the original, boxes drawn); the App's media
+    selector offers ``crop_filepath`` (the aligned crop; the boxes then belong to the photo, hide
+    ``faces``). Main face and other faces get fixed colours (the report uses the same).
+    Without photos (any more) nothing is set and an earlier photo setup is undone."""
+    if not photos:
+        if "crop_filepath" in (ds.app_config.media_fields or []):
+            ds.app_config.media_fields = ["filepath"]
+            ds.app_config.grid_media_field = ds.app_config.modal_media_field = "filepath"
+            ds.app_config.color_scheme = ds.app_config.active_fields = None
+            ds.save()
+        return
+    ds.app_config.media_fields = ["filepath", "crop_filepath"]
+    ds.app_config.grid_media_field = "filepath"
+    ds.app_config.modal_media_field = "filepath"
+    values = [{"value": MAIN_LABEL, "color": hex_colour(MAIN_COLOUR)},
+              {"value": OTHER_LABEL, "color": hex_colour(OTHER_COLOUR)}]
+    ds.app_config.color_scheme = fo.ColorScheme(color_by="value", fields=[
+        {"path": path, "colorByAttribute": "label", "valueColors": values} for path in PHOTO_LABEL_FIELDS])
+    from fiftyone.core.odm.dataset import ActiveFields
+
+    schema = ds.get_field_schema()  # labels shown at first: all but the landmarks (a tick shows them)
+    shown = [p for p in ("ground_truth", "prediction", "faces") if p in schema]
+    ds.app_config.active_fields = ActiveFields(paths=shown)
+    ds.save()
+
+
 def set_sidebar(fo, ds, checks: list[str]) -> None:
     """App sidebar: review fields first, then duplicates, then one group per check (collapsed)."""
     schema = ds.get_field_schema()
@@ -151,7 +207,7 @@ def set_sidebar(fo, ds, checks: list[str]) -> None:
               fo.SidebarGroupDocument(name="labels", paths=[]),
               fo.SidebarGroupDocument(name="review", expanded=True, paths=[
                   p for p in ("review_label", "flagged_any", "flagged_checks", "split", "original_label", "image_id",
-                              "prediction_fold") if p in schema])]
+                              "prediction_fold", "image_kind", "face_status", "n_faces") if p in schema])]
     dup = [p for p in schema if p.startswith("dup_")]
     if dup:
         groups.append(fo.SidebarGroupDocument(name="duplicates", paths=dup, expanded=False))

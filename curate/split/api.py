@@ -10,7 +10,7 @@ import pandas as pd
 
 from curate.config import load_config
 from curate.errors import CurateError
-from curate.labels import CLASSES
+from curate.labels import CLASSES, canonical_label
 from curate.split import policy
 from curate.split.report import write_report
 from curate.workspace import Workspace, utc_now
@@ -42,11 +42,66 @@ def _classes(manifest: pd.DataFrame) -> list[str]:
     return list(CLASSES) + extra
 
 
+def ordered_classes(names: Iterable[str]) -> list[str]:
+    """Class names in canonical order: the seven FER classes in Kaggle code order, then the rest by name."""
+    names = set(names)
+    return [c for c in CLASSES if c in names] + sorted(names - set(CLASSES))
+
+
+def parse_classes(value: Any, present: Iterable[str]) -> list[str] | None:
+    """The ``classes`` setting as canonical class names (None = every class).
+
+    Accepts a list or a comma-separated string; each name goes through the synonym map
+    (``happiness`` -> happy, ``happyv2`` -> happy) unless it is a label of the workspace as it
+    is. A name matching no label of the workspace is refused (a typo never passes silently).
+    """
+    if value is None or value == "" or value == []:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if items is None:
+        raise CurateError(f"classes: expected a list such as [happy, sad] or happy,sad, got {value!r}", exit_code=2)
+    present = set(present)
+    out: list[str] = []
+    for item in items:
+        raw = str(item).strip()
+        if not raw:
+            continue
+        name = raw.lower() if raw.lower() in present else (canonical_label(raw) or raw.lower())
+        if name not in present:
+            raise CurateError(f"classes: {raw!r} is not a label of this workspace (labels: "
+                              f"{', '.join(ordered_classes(present)) or 'none'})", exit_code=2)
+        if name not in out:
+            out.append(name)
+    if not out:
+        return None
+    return ordered_classes(out)
+
+
+def split_classes(ws: Workspace, name: str, frame: pd.DataFrame | None = None) -> list[str]:
+    """The class list of a split, in order: what a classifier trained on it predicts.
+
+    ``split.json`` records it (the ``classes`` subset, or the classes of the kept images);
+    splits written before it did fall back to the labels of their manifest.
+    """
+    frame = read_split(ws, name) if frame is None else frame
+    present = set(frame["label"].dropna().astype(str))
+    recorded = ws.read_json(f"splits/{name}/split.json") or {}
+    classes = [str(c) for c in recorded.get("classes") or []]
+    if classes and present <= set(classes):
+        return classes
+    return ordered_classes(present)
+
+
 def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = None, clean_test: bool | None = None,
                 resplit_val: bool | None = None, balance: str | None = None, export: Iterable[str] | None = None,
-                overrides: Any = None, config_file: str | Path | None = None, seed: int = 0,
+                classes: Any = None, overrides: Any = None, config_file: str | Path | None = None, seed: int = 0,
                 quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
-    """Apply decisions -> duplicates -> findings, assign splits, balance, write outputs; returns a summary."""
+    """Apply decisions -> classes -> no_face -> duplicates -> findings, assign splits, balance, write outputs.
+
+    ``classes`` (or the ``classes`` setting): keep only these classes, in every split; the
+    split's class list (``split.json``) is that subset, else the classes of the kept images.
+    Returns a summary.
+    """
     started = utc_now()
     t0 = time.perf_counter()
     cfg = load_config("split", overrides, config_file)
@@ -56,6 +111,8 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
             cfg[key] = value
     if export is not None:
         cfg["export"] = list(export)
+    if classes is not None:
+        cfg["classes"] = classes
     if name is None:
         name = "raw" if cfg["raw"] and cfg["name"] == "cleaned" else cfg["name"]
     if not name or "/" in name or name.startswith("."):
@@ -78,16 +135,28 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     manifest = ws.manifest()
     if manifest.empty:
         raise CurateError(f"{ws.manifest_path}: the workspace holds no images")
-    classes = _classes(manifest)
+    all_classes = _classes(manifest)
+    subset = parse_classes(cfg.get("classes"), manifest["label"].dropna().astype(str).unique())
     ledger = policy.new_ledger(manifest)
     steps: dict[str, Any] = {"unlabelled": int((ledger["status"] == "removed").sum())}
-    inputs = {"decisions": None, "duplicates": None, "findings": None}
+    inputs: dict[str, Any] = {"decisions": None, "duplicates": None, "findings": None, "face_images": None}
+
+    def scope() -> None:
+        """Class subset and no-face photos: every split, raw included (they define the task)."""
+        if subset is not None:
+            steps["classes"] = policy.apply_classes(ledger, subset)
+        if cfg["exclude_no_face"]:
+            face_images = ws.read_parquet("face_images.parquet")
+            inputs["face_images"] = None if face_images is None else len(face_images)
+            steps["faces"] = policy.apply_no_face(ledger, face_images)
+
     if not cfg["raw"]:
         clean_test_flag = bool(cfg["clean_test"])
         if cfg["decisions"]:
             decisions = ws.read_parquet("decisions.parquet")
             inputs["decisions"] = None if decisions is None else len(decisions)
-            steps["decisions"] = policy.apply_decisions(ledger, decisions, classes, clean_test=clean_test_flag)
+            steps["decisions"] = policy.apply_decisions(ledger, decisions, all_classes, clean_test=clean_test_flag)
+        scope()
         dup_cfg = cfg["duplicates"]
         duplicates = ws.read_parquet("duplicates.parquet")
         inputs["duplicates"] = None if duplicates is None else len(duplicates)
@@ -103,6 +172,7 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
             steps["findings"] = policy.apply_findings(ledger, findings, find_cfg["exclude_checks"],
                                                       clean_test=clean_test_flag)
     else:
+        scope()
         duplicates = ws.read_parquet("duplicates.parquet")
         if duplicates is not None:  # groups only: the raw split still never splits a cluster when it splits
             policy.apply_duplicates(ledger, duplicates, clean_test=False, actions=[], guard_splits=[])
@@ -122,7 +192,10 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
     ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
     options = {k: cfg[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
-                                   "decisions", "duplicates", "findings")}
+                                   "decisions", "duplicates", "findings", "exclude_no_face")}
+    options["classes"] = subset
+    kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
+    empty = [c for c in kept_classes if not (frame["label"] == c).any()]
     summary = {
         "name": name, "workspace": str(ws.root), "path": str(out), "seed": seed, "options": options,
         "inputs": inputs, "steps": steps, "images_before": len(ledger),
@@ -130,8 +203,10 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
         "relabelled": int((ledger["status"].eq("kept") & ledger["label"].ne(ledger["given_label"])).sum()),
         "rows_after": len(frame),
         "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},
-        "classes": classes,
+        "classes": kept_classes, "dataset_classes": all_classes,
     }
+    if empty:
+        summary["empty_classes"] = empty
     write_report(out / "report.md", ledger, frame, summary)
     summary["report"] = str(out / "report.md")
     if cfg["export"]:
@@ -147,16 +222,18 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
 
 
 def split_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
-    """Pipeline step ``split``: options ``name``, ``raw``, ``clean_test``, ``balance``, ``export``, ``set``."""
+    """Pipeline step ``split``: options ``name``, ``raw``, ``clean_test``, ``balance``, ``export``, ``classes``,
+    ``set``."""
     opts = dict(options)
-    known = {"name", "raw", "clean_test", "resplit_val", "balance", "export", "set"}
+    known = {"name", "raw", "clean_test", "resplit_val", "balance", "export", "classes", "set"}
     unknown = set(opts) - known
     if unknown:
         raise CurateError(f"split step: unknown option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}",
                           exit_code=2)
     return build_split(ws, name=opts.get("name"), raw=opts.get("raw"), clean_test=opts.get("clean_test"),
                        resplit_val=opts.get("resplit_val"), balance=opts.get("balance"), export=opts.get("export"),
-                       overrides=opts.get("set"), seed=seed, quiet=quiet, argv=["pipeline", "split"])
+                       classes=opts.get("classes"), overrides=opts.get("set"), seed=seed, quiet=quiet,
+                       argv=["pipeline", "split"])
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -166,7 +243,9 @@ def render_summary(s: dict[str, Any]) -> str:
              f"(train {c['train']:,}, val {c['val']:,}, test {c['test']:,})",
              f"  removed {s['removed']:,}, relabelled {s['relabelled']:,}"
              + ("  [raw: no cleaning]" if s["options"]["raw"] else "")
-             + ("  [test split cleaned too]" if s["options"]["clean_test"] else "")]
+             + ("  [test split cleaned too]" if s["options"]["clean_test"] else ""),
+             f"  classes: {', '.join(s['classes'])}" + ("  (subset)" if s["options"].get("classes") else "")
+             + (f"  [no images: {', '.join(s['empty_classes'])}]" if s.get("empty_classes") else "")]
     for step, counts in s["steps"].items():
         if isinstance(counts, dict):
             shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)

@@ -27,13 +27,16 @@ def register(app: typer.Typer) -> None:
         resplit_val: bool = typer.Option(False, "--resplit-val", help="Re-split train+val (stratified, group-aware) instead of keeping the dataset's val."),
         balance: Optional[str] = typer.Option(None, "--balance", help="Train balancing: none | undersample | oversample | class_weights."),
         export: Optional[str] = typer.Option(None, "--export", help="Comma list of exports: imagefolder,csv,parquet."),
+        classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes, in every split "
+                                              "(comma list, e.g. happy,neutral,sad,surprise; = --set classes=[...])."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         config: Optional[Path] = ConfigOpt,
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
-        """Cleaned (or raw), leak-free, stratified splits: decisions -> duplicates -> findings -> splits.
+        """Cleaned (or raw), leak-free, stratified splits: decisions -> classes -> no-face photos -> duplicates
+        -> findings -> splits.
 
         Writes splits/<name>/manifest.parquet (image_id, split, label, weight), ledger.parquet
         (every image, kept or removed, and why) and report.md (counts before/after, reconciled).
@@ -44,7 +47,7 @@ def register(app: typer.Typer) -> None:
         def go():
             summary = build_split(Workspace(workspace), name=name, raw=raw or None, clean_test=clean_test or None,
                                   resplit_val=resplit_val or None, balance=balance, export=_formats(export),
-                                  overrides=set_, config_file=config, seed=seed, quiet=quiet)
+                                  classes=_formats(classes), overrides=set_, config_file=config, seed=seed, quiet=quiet)
             emit(summary, as_json, render_summary, quiet)
 
         run_guarded(go)

@@ -9,7 +9,11 @@ the image's own id). Steps run in a fixed order and only ever touch rows still k
 2. duplicates (dedupe's ``proposed_action``), then leak guards for protected test/val splits;
 3. flagged findings of the checks the policy excludes.
 
-The test split (and, unless re-split, the val split) is touched only with ``clean_test``.
+Two scope steps apply to every split, the test split included, and in raw splits too, since
+they say what the task is rather than clean it: a class subset (:func:`apply_classes`, after
+the decisions so that a relabel into a kept class counts) and photos whose face stage found
+no face (:func:`apply_no_face`: their pixel row is only the centred square of the photo).
+The test split (and, unless re-split, the val split) is otherwise touched only with ``clean_test``.
 """
 from __future__ import annotations
 
@@ -162,10 +166,48 @@ def apply_findings(ledger: pd.DataFrame, findings: pd.DataFrame | None, exclude_
     return counts
 
 
+def apply_classes(ledger: pd.DataFrame, classes: Iterable[str] | None) -> dict[str, int]:
+    """Scope step: remove kept images whose label is not in ``classes`` (None = keep every class).
+
+    Applies to every split and ignores reviewer keeps: a class outside the subset is not part
+    of the task. Returns the number removed per label.
+    """
+    if classes is None:
+        return {}
+    keep = list(classes)
+    mask = (ledger["status"] == "kept") & ~ledger["label"].isin(keep)
+    counts = ledger.loc[mask, "label"].value_counts().sort_index()
+    _remove(ledger, mask, "classes", "class not kept: " + ledger["label"].fillna("") + " (classes: "
+            + ", ".join(keep) + ")")
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def apply_no_face(ledger: pd.DataFrame, face_images: pd.DataFrame | None) -> dict[str, int]:
+    """Scope step: remove photos whose face stage did not give a face (``face_images.parquet``
+    status other than ``ok``: no_face or error), in every split; reviewer keeps do not override it
+    (re-run ``curate faces`` with other settings instead). Reason ``no_face (...)``."""
+    counts = {"no_face": 0, "face_error": 0}
+    if face_images is None or face_images.empty:
+        return counts
+    fi = face_images.drop_duplicates("image_id", keep="last").set_index("image_id")
+    status = ledger["image_id"].map(fi["status"].astype("string")).astype("string")
+    detail = ledger["image_id"].map(fi["detail"].astype("string")).astype("string") if "detail" in fi \
+        else pd.Series(pd.NA, index=ledger.index, dtype="string")
+    kept = ledger["status"] == "kept"
+    bad = kept & status.notna() & (status != "ok")
+    counts["no_face"] = int((bad & (status == "no_face")).sum())
+    counts["face_error"] = int((bad & (status != "no_face")).sum())
+    what = status.fillna("").where(detail.isna() | (detail == ""), status.fillna("") + ": " + detail.fillna(""))
+    _remove(ledger, bad, "faces", "no_face (face stage: " + what.str.slice(0, 200) + ")")
+    return counts
+
+
 def group_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of a ~``fraction`` share, stratified by label, never splitting a group.
 
-    Uses scikit-learn's StratifiedGroupKFold with ``round(1/fraction)`` folds and takes one fold.
+    Uses scikit-learn's StratifiedGroupKFold with ``round(1/fraction)`` folds and takes one fold;
+    when every class is smaller than that fold count (a small scraped set), whole groups are drawn
+    at random (seeded) until the share is reached.
     """
     n = len(labels)
     if n == 0 or fraction <= 0:
@@ -176,9 +218,16 @@ def group_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: i
     n_groups = len(pd.unique(groups))
     if n_groups < k:
         return np.zeros(n, bool)
+    mask = np.zeros(n, bool)
+    if pd.Series(labels).value_counts().max() < k:  # StratifiedGroupKFold refuses: no class fills k folds
+        codes, uniques = pd.factorize(pd.Series(groups))
+        sizes = np.bincount(codes, minlength=len(uniques))
+        order = np.random.default_rng(seed).permutation(len(uniques))
+        take = order[:int(np.searchsorted(np.cumsum(sizes[order]), fraction * n) + 1)]
+        mask[np.isin(codes, take)] = True
+        return mask
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     _, held = next(cv.split(np.zeros(n), labels, groups))
-    mask = np.zeros(n, bool)
     mask[held] = True
     return mask
 

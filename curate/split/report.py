@@ -51,6 +51,7 @@ def reconcile(ledger: pd.DataFrame, frame: pd.DataFrame) -> dict[str, int]:
 def write_report(path: Path, ledger: pd.DataFrame, frame: pd.DataFrame, summary: dict[str, Any]) -> None:
     """Write the markdown report of one split run (atomic)."""
     classes = summary["classes"]
+    all_classes = summary.get("dataset_classes") or classes
     opts = summary["options"]
     r = reconcile(ledger, frame)
     assert r["images"] == r["kept"] + r["removed"], r
@@ -58,7 +59,11 @@ def write_report(path: Path, ledger: pd.DataFrame, frame: pd.DataFrame, summary:
     out = [f"# Split `{summary['name']}`\n",
            f"Workspace `{summary['workspace']}`, seed {summary['seed']}. "
            + ("**Raw split: no cleaning applied.**" if opts["raw"] else "Cleaning policy applied in order: "
-              "reviewer decisions -> duplicates -> flagged findings.") + "\n",
+              "reviewer decisions -> classes -> no-face photos -> duplicates -> flagged findings.") + "\n",
+           "- classes: " + (f"**subset {', '.join(opts['classes'])}** (other classes removed from every split)"
+                            if opts.get("classes") else f"every class ({', '.join(classes)})"),
+           "- photos without a detected face (face_images.parquet): "
+           + ("removed from every split (reason no_face)" if opts.get("exclude_no_face", True) else "kept"),
            "- test split: " + ("**cleaned too (`--clean-test`)**" if opts["clean_test"] else
                                "kept untouched (the dataset's own test split; `--clean-test` would clean it)"),
            "- val split: " + ("re-split from train+val (stratified, group-aware)" if opts["resplit_val"] else
@@ -72,7 +77,7 @@ def write_report(path: Path, ledger: pd.DataFrame, frame: pd.DataFrame, summary:
            f"+ {r['oversampled_copies']:,} oversampled copies = {r['rows']:,}.\n",
            "## Before (given split x label)\n",
            _table(_crosstab(ledger["given_label"], ledger["given_split"], list(SPLITS)).reindex(
-               [c for c in classes if c in set(ledger["given_label"].dropna())]
+               [c for c in all_classes if c in set(ledger["given_label"].dropna())]
                + (["(none)"] if ledger["given_label"].isna().any() else [])).fillna(0), "label"),
            "\n## After (final split x label, rows of manifest.parquet)\n",
            _table(_crosstab(frame["label"], frame["split"], list(SPLITS)).reindex(
@@ -89,7 +94,7 @@ def write_report(path: Path, ledger: pd.DataFrame, frame: pd.DataFrame, summary:
             _table(_crosstab(removed["given_label"], removed["given_split"], list(SPLITS)), "label")]
     relabel = kept[kept["label"] != kept["given_label"]]
     out += ["\n## Relabelled (reviewer decisions)\n",
-            _table(_crosstab(relabel["given_label"], relabel["label"], classes), "from \\ to")]
+            _table(_crosstab(relabel["given_label"], relabel["label"], all_classes), "from \\ to")]
     not_applied = summary["steps"].get("decisions", {}).get("skipped_test", 0)
     if not_applied:
         out.append(f"\n{not_applied} reviewer decision(s) on test images were **not applied** "

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from curate.errors import CurateError
-from curate.labels import CLASSES
 from curate.workspace import Workspace, utc_now
 
 
@@ -23,16 +22,30 @@ def run_dir(ws: Workspace, name: str) -> Path:
     return ws.path("runs") / name
 
 
-def _classes(labels: pd.Series) -> list[str]:
-    extra = sorted(set(labels.astype(str)) - set(CLASSES))
-    return list(CLASSES) + extra
+def input_store(ws: Workspace, rec: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """The images a recipe trains on: the colour aligned-crop store for a backbone (``input: auto``)
+    when the workspace has one, else the grey pixel store; and a line saying which."""
+    from curate.train.models import BACKBONE
+
+    want = rec["input"]
+    if want == "auto":
+        want = "colour" if rec["model"] == BACKBONE else "grey"
+    if want == "colour":
+        colour = ws.colour_crops()
+        if colour is not None:
+            return colour, f"colour aligned crops {colour.shape[1]}x{colour.shape[2]}"
+        grey = ws.pixels()
+        return grey, (f"grey crops {grey.shape[1]}x{grey.shape[2]} (the workspace has no colour crop store"
+                      + ("; replicated to 3 channels)" if rec["model"] == BACKBONE else ")"))
+    grey = ws.pixels()
+    return grey, f"grey crops {grey.shape[1]}x{grey.shape[2]}"
 
 
 def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: str | None = None,
                name: str | None = None, overrides: Any = None, seed: int = 0, device: str = "auto",
                resume: bool = False, quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
     """Train ``recipe`` on splits/<split> train rows (val for model selection), evaluate on test."""
-    from curate.split.api import read_split
+    from curate.split.api import read_split, split_classes
     from curate.train import plots
     from curate.train.metrics import evaluate
     from curate.train.recipes import load_recipe
@@ -44,14 +57,21 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     extra = dict(overrides) if isinstance(overrides, dict) else None
     rec = load_recipe(recipe or "cpu_fast", extra if extra is not None else overrides)
     if model:
-        rec = load_recipe(rec | {"model": model, "model_args": {} if model != rec["model"] else rec["model_args"]})
+        other = model != rec["model"]
+        rec = load_recipe(rec | {"model": model, "model_args": {} if other else rec["model_args"]}
+                          | ({"backbone": None, "checkpoint": None} if other and model != "backbone" else {}))
     name = name or f"{split}-{rec['name']}" + (f"-{model}" if model else "")
     if not name or "/" in name or name.startswith("."):
         raise CurateError(f"bad run name {name!r}", exit_code=2)
     frame = read_split(ws, split)
-    classes = _classes(frame["label"])
+    classes = split_classes(ws, split, frame)
     index = {c: i for i, c in enumerate(classes)}
-    pixels = ws.pixels()
+    pixels, input_desc = input_store(ws, rec)
+    if not quiet:
+        import sys
+
+        print(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); input: {input_desc}",
+              file=sys.stderr, flush=True)
     parts = {}
     for s in ("train", "val", "test"):
         rows = frame[frame["split"] == s]
@@ -62,6 +82,10 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     eval_split = "test" if len(parts["test"][0]) else "val"
     if len(parts[eval_split][0]) == 0:
         raise CurateError(f"split {split!r} has neither test nor val rows to evaluate on")
+    if rec["checkpoint"]:
+        from curate.train.models import checkpoint_file
+
+        checkpoint_file(rec["checkpoint"])  # a missing file stops the run before its folder is made
     out = run_dir(ws, name)
     if out.exists() and not resume and (out / "metrics.json").exists():
         raise CurateError(f"{out}: a finished run of this name exists; choose --name or pass --resume", exit_code=2)
@@ -96,6 +120,7 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
         "val_accuracy": max((h.get("val_acc", 0.0) for h in result.history), default=None) if has_val else None,
         "n_train": int(len(y_tr)), "n_val": int(len(y_val)) if has_val else 0, "n_eval": int(len(y_ev)),
         "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "input": input_desc, "pretrained": result.pretrained,
         "started": started, "finished": utc_now(),
     })
     ws.write_json(f"runs/{name}/metrics.json", metrics)
@@ -107,7 +132,8 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     for i, c in enumerate(classes):
         pred[f"p_{c}"] = probs[:, i]
     ws.write_parquet(f"runs/{name}/predictions.parquet", pred)
-    save_model(result.model, out, extra={"classes": classes, "recipe": rec["name"], "split": split})
+    save_model(result.model, out, extra={"classes": classes, "recipe": rec["name"], "split": split,
+                                         "input": input_desc})
     plots.plot_confusion(np.array(metrics["confusion"]), classes, out / "confusion.png",
                          title=f"{name}: {eval_split} accuracy {metrics['accuracy']:.1%}")
     plots.plot_curves(result.history, out / "curves.png", title=name)
@@ -189,14 +215,15 @@ def render_compare(result: dict[str, Any]) -> str:
     rows = result["runs"]
     if not rows:
         return "no finished runs (run `curate train-eval` first)"
-    classes = list(rows[0]["f1"])
+    classes = list(dict.fromkeys(c for r in rows for c in r["f1"]))  # runs may predict different class sets
     head = (f"{'run':<28} {'split':<10} {'model':<15} {'train':>7} {'test':>6} {'ep':>3} {'acc':>6} {'mF1':>6} "
             + " ".join(f"{c[:5]:>5}" for c in classes) + f" {'img/s':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['run'][:28]:<28} {r['split'][:10]:<10} {r['model'][:15]:<15} {r['n_train'] or 0:>7} "
                      f"{r['n_eval'] or 0:>6} {r['epochs'] or 0:>3} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f} "
-                     + " ".join(f"{r['f1'].get(c, 0.0):>5.2f}" for c in classes) + f" {r['images_per_s']:>6.0f}")
+                     + " ".join(f"{r['f1'][c]:>5.2f}" if c in r["f1"] else f"{'-':>5}" for c in classes)
+                     + f" {r['images_per_s']:>6.0f}")
     if len({(r["eval_split"], r["n_eval"]) for r in rows}) > 1:
         lines.append("note: the runs were evaluated on different test sets; accuracies are not comparable")
     return "\n".join(lines)
@@ -208,3 +235,4 @@ def render_train_eval(s: dict[str, Any]) -> str:
             f"accuracy {s['accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f} "
             f"({s['n_train']:,} train / {s['n_eval']:,} {s['eval_split']} images, {s['epochs_run']} epochs, "
             f"{s['images_per_s']:.0f} img/s, {s['seconds']:.0f}s)\n  {s['path']}")
+

@@ -2,7 +2,8 @@
 
 One ``affine_grid`` + ``grid_sample`` call per batch does flip, rotation, shift, zoom and the
 random crop together; brightness/contrast/gamma are elementwise. No per-image Python loop.
-Inputs are float tensors (B, 1, S, S) in [0, 1]; outputs (B, 1, C, C) with C the crop size.
+Inputs are float tensors (B, K, S, S) in [0, 1] (K = 1 grey or 3 colour channels; colour
+jitter acts on all channels alike); outputs (B, K, C, C) with C the crop size.
 """
 from __future__ import annotations
 
@@ -42,13 +43,16 @@ def augment_params(level: str | dict[str, Any]) -> dict[str, float]:
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, S, S) -> float (B, 1, S, S) in [0, 1]."""
+    """uint8 (B, S, S) grey -> float (B, 1, S, S); (B, S, S, 3) colour -> (B, 3, S, S); in [0, 1]."""
+    if images_u8.ndim == 4:
+        return images_u8.permute(0, 3, 1, 2).float().div_(255.0)
     return images_u8.unsqueeze(1).float().div_(255.0)
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """Fixed mean/std normalisation."""
-    return (x - MEAN) / STD
+def normalise(x: torch.Tensor, mean: torch.Tensor | float = MEAN, std: torch.Tensor | float = STD) -> torch.Tensor:
+    """Mean/std normalisation: the fixed grey one, or per channel with (1, 3, 1, 1) tensors (a grey
+    batch then becomes three identical, separately normalised channels)."""
+    return (x - mean) / std
 
 
 def _resize(x: torch.Tensor, side: int) -> torch.Tensor:

@@ -15,14 +15,15 @@ import numpy as np
 
 
 def flops_per_image(model, in_size: int) -> float:
-    """Forward FLOPs of one (1, 1, in_size, in_size) image, counted by torch's FlopCounterMode."""
+    """Forward FLOPs of one (1, C, in_size, in_size) image (C = the model's input channels), counted
+    by torch's FlopCounterMode."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     model.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.zeros(2, 1, in_size, in_size))
+        model(torch.zeros(2, int(getattr(model, "in_channels", 1)), in_size, in_size))
     return counter.get_total_flops() / 2.0
 
 
@@ -31,7 +32,7 @@ def bench_recipe(recipe_name: str, *, overrides: Any = None, batches: int = 8, t
     """Measure a recipe's CPU throughput; estimate its full run time at ``target_tflops`` sustained."""
     import torch
 
-    from curate.train.models import build_model, count_parameters
+    from curate.train.models import build_from_recipe, count_parameters
     from curate.train.recipes import load_recipe
     from curate.train.trainer import configure_threads, fit, predict_proba
 
@@ -52,7 +53,7 @@ def bench_recipe(recipe_name: str, *, overrides: Any = None, batches: int = 8, t
     t0 = time.perf_counter()
     predict_proba(result.model, images, tta=bool(rec["tta"]), batch_size=rec["eval_batch_size"], device="cpu")
     eval_ips = n / (time.perf_counter() - t0)
-    model = build_model(rec["model"], 7, in_size=rec["input_size"], **rec["model_args"])
+    model = build_from_recipe(rec, 7)
     fwd = flops_per_image(model, rec["input_size"])
     total = 3.0 * fwd * train_images * rec["epochs"]
     cpu_hours = train_images * rec["epochs"] / result.images_per_s / 3600.0

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def train_eval_cmd(
         split: str = typer.Option(..., "--split", help="Split to train on (splits/<name>, made by `curate split`)."),
         workspace: Path = WorkspaceOpt,
-        model: Optional[str] = typer.Option(None, "--model", help="baseline_cnn | five_layer_cnn | vgg_fer | resnet18_fer (overrides the recipe's)."),
+        model: Optional[str] = typer.Option(None, "--model", help="baseline_cnn | five_layer_cnn | vgg_fer | resnet18_fer (overrides the recipe's; a backbone comes from a recipe such as finetune_resnet18)."),
         recipe: str = typer.Option("cpu_fast", "--recipe", help="Recipe name in configs/train/ or a YAML path."),
         name: Optional[str] = typer.Option(None, "--name", help="Run name: runs/<name>/ (default <split>-<recipe>)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:1."),
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a FER model on a split and evaluate it on the split's test images.
 
+        The classifier predicts the split's classes (its `classes` subset, else its kept classes).
+        Fine-tune a pretrained backbone from a local file: --recipe finetune_resnet18 --set checkpoint=PATH.
         Writes runs/<name>/metrics.json (accuracy, macro-F1, per-class P/R/F1, confusion),
         confusion.png, curves.png, predictions.parquet, model.pt and per-epoch checkpoints.
         """

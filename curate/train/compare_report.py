@@ -102,12 +102,12 @@ def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> P
                   "| run | leak-free test images | accuracy | on the leaked test images | n |", "|---|---:|---:|---:|---:|"]
         for name, (n_free, acc_free, n_leak, acc_leak) in leak.items():
             lines.append(f"| {name} | {n_free:,} | {acc_free:.2%} | {acc_leak:.2%} | {n_leak:,} |")
-    classes = runs[0]["classes"]
-    lines += ["", "Per-class F1 (precision / recall):", "",
+    classes = list(dict.fromkeys(c for m in runs for c in m["classes"]))  # runs may predict different classes
+    lines += ["", "Per-class F1 (precision / recall; - = not a class of that run):", "",
               "| run | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
     for m in runs:
         cells = [f"{m['per_class'][c]['f1']:.3f} ({m['per_class'][c]['precision']:.2f} / "
-                 f"{m['per_class'][c]['recall']:.2f})" for c in classes]
+                 f"{m['per_class'][c]['recall']:.2f})" if c in m["per_class"] else "-" for c in classes]
         lines.append(f"| {m['run']} | " + " | ".join(cells) + " |")
     lines += ["", "## Splits", ""]
     for split in dict.fromkeys(m["split"] for m in runs):

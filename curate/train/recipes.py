@@ -14,8 +14,13 @@ from curate.config import ConfigError, configs_dir, deep_merge, parse_overrides,
 DEFAULTS: dict[str, Any] = {
     "name": "custom",
     "description": "",
-    "model": "baseline_cnn",      # baseline_cnn | five_layer_cnn | vgg_fer | resnet18_fer
+    "model": "baseline_cnn",      # baseline_cnn | five_layer_cnn | vgg_fer | resnet18_fer | backbone
     "model_args": {},             # e.g. {width: 0.5, dropout: 0.3}
+    "backbone": None,             # model backbone: resnet18 (torchvision), timm:NAME or open_clip:ARCH
+    "checkpoint": None,           # model backbone: local state_dict file (.pth/.pt/.bin/.safetensors); null = scratch
+    "freeze": "backbone",         # what freeze_epochs freezes: backbone (all but the head) or a list of layers
+    "freeze_epochs": 0,           # train only the unfrozen part for this many first epochs (0 = never freeze)
+    "input": "auto",              # auto (colour crops for backbones when the workspace has them) | grey | colour
     "image_size": 48,             # images are resized to this side first
     "input_size": 48,             # random crop (train) / centre crop (eval) side fed to the net
     "epochs": 30,
@@ -42,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _CHOICES = {
+    "input": ("auto", "grey", "colour"),
     "optimizer": ("sgd", "adamw", "adam"),
     "schedule": ("onecycle", "cosine", "plateau", "none"),
     "class_weights": ("none", "balanced", "sqrt"),
@@ -103,10 +109,30 @@ def _merge_checked(base: dict[str, Any], layer: dict[str, Any], origin: str) -> 
 def validate_recipe(recipe: dict[str, Any]) -> None:
     """Refuse impossible values with a message naming the key."""
     from curate.train.augment import augment_params
-    from curate.train.models import MODEL_NAMES
+    from curate.train.models import BACKBONE, RECIPE_MODELS, parse_backbone
 
-    if recipe["model"] not in MODEL_NAMES:
-        raise ConfigError(f"recipe model {recipe['model']!r}: known models: {', '.join(MODEL_NAMES)}")
+    if recipe["model"] not in RECIPE_MODELS:
+        raise ConfigError(f"recipe model {recipe['model']!r}: known models: {', '.join(RECIPE_MODELS)}")
+    if recipe["model"] == BACKBONE:
+        if not recipe["backbone"]:
+            raise ConfigError("recipe model backbone needs backbone: an architecture such as resnet18 "
+                              "(torchvision), timm:convnext_tiny or open_clip:ViT-B-32")
+        try:
+            parse_backbone(str(recipe["backbone"]))
+        except ValueError as exc:
+            raise ConfigError(f"recipe backbone: {exc}") from None
+    else:
+        for key in ("backbone", "checkpoint"):
+            if recipe[key]:
+                raise ConfigError(f"recipe {key} {recipe[key]!r} needs model: backbone (model is {recipe['model']})")
+    if recipe["checkpoint"] is not None and not isinstance(recipe["checkpoint"], str):
+        raise ConfigError(f"recipe checkpoint must be a file path or null, got {recipe['checkpoint']!r}")
+    if not isinstance(recipe["freeze_epochs"], int) or recipe["freeze_epochs"] < 0:
+        raise ConfigError(f"recipe freeze_epochs must be an integer >= 0, got {recipe['freeze_epochs']!r}")
+    freeze = recipe["freeze"]
+    if not (freeze == "backbone" or (isinstance(freeze, list) and freeze and all(isinstance(f, str) for f in freeze))):
+        raise ConfigError(f"recipe freeze must be 'backbone' or a list of layer names (e.g. [conv1, bn1, layer1]), "
+                          f"got {freeze!r}")
     for key, options in _CHOICES.items():
         if recipe[key] not in options:
             raise ConfigError(f"recipe {key} {recipe[key]!r}: choose one of {', '.join(options)}")

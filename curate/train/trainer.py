@@ -1,6 +1,6 @@
 """The one trainer of the toolkit: fit, predict_proba, embed (used by train-eval, mislabel, dedupe).
 
-Arrays in, model out: images are uint8 (N, S, S) grey, labels int64. CUDA when available
+Arrays in, model out: images are uint8 (N, S, S) grey or (N, S, S, 3) colour, labels int64. CUDA when available
 (mixed precision), else CPU with all available cores. Same seed, same result on a CPU:
 the shuffling and augmentation of epoch ``e`` come from generators seeded by (seed, e), so a
 run resumed from a checkpoint continues exactly as the uninterrupted one would.
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate import atomic
-from curate.train.augment import augment_batch, augment_params, center_crop, normalise, to_float, tta_views
-from curate.train.models import build_model
-from curate.train.recipes import load_recipe
+from curate.train.augment import MEAN, STD, augment_batch, augment_params, center_crop, normalise, to_float, tta_views
+from curate.train.models import BackboneNet, build_from_recipe, build_model, load_backbone_checkpoint
+from curate.train.recipes import DEFAULTS, load_recipe
 
 
 @dataclass
@@ -40,6 +40,8 @@ class FitResult:
     seconds: float = 0.0
     stopped_early: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
+    pretrained: dict[str, Any] | None = None
+    """A backbone's start: ``checkpoint`` (path, or None = from scratch), tensors loaded, head keys left out."""
 
 
 class ResumeMismatch(ValueError):
@@ -94,8 +96,8 @@ def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> np.n
 
 def _as_u8(images: np.ndarray) -> torch.Tensor:
     arr = np.array(images, dtype=np.uint8, order="C")  # writable copy (memmaps are read-only)
-    if arr.ndim != 3:
-        raise ValueError(f"images must be (N, S, S) uint8, got shape {arr.shape}")
+    if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
+        raise ValueError(f"images must be (N, S, S) grey or (N, S, S, 3) colour uint8, got shape {arr.shape}")
     return torch.from_numpy(arr)
 
 
@@ -103,9 +105,60 @@ def _prepare(x_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return to_float(x_u8.to(device, non_blocking=True))
 
 
-def _finish(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    x = normalise(x)
+class _InputNorm:
+    """A model's input normalisation: the fixed grey mean/std for FER nets (colour is turned to
+    luminance first), a backbone's per-channel mean/std (grey is replicated to three channels)."""
+
+    _LUMA = (0.299, 0.587, 0.114)
+
+    def __init__(self, model: nn.Module):
+        self.channels = int(getattr(model, "in_channels", 1))
+        mean, std = getattr(model, "input_mean", None), getattr(model, "input_std", None)
+        self.per_channel = mean is not None
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1) if self.per_channel else MEAN
+        self.std = torch.tensor(std).view(1, -1, 1, 1) if self.per_channel else STD
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 3 and self.channels == 1:
+            x = (x * torch.tensor(self._LUMA, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if not self.per_channel:
+            return normalise(x)
+        return normalise(x, self.mean.to(x.device), self.std.to(x.device))
+
+
+def _finish(x: torch.Tensor, channels_last: bool, norm: _InputNorm | None = None) -> torch.Tensor:
+    x = norm(x) if norm is not None else normalise(x)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def freeze_plan(model: nn.Module, spec: str | list[str]) -> tuple[list[str], list[nn.Module]]:
+    """The modules a recipe's ``freeze`` names: ``backbone`` = everything but the new head, or
+    a list of layer names inside the backbone (``[conv1, bn1, layer1]`` for a ResNet) or inside
+    a FER net (``[trunk.0, trunk.1]``). ValueError naming the available layers for an unknown one."""
+    root = model.backbone if isinstance(model, BackboneNet) else model
+    if spec == "backbone":
+        if isinstance(model, BackboneNet):
+            return ["backbone"], [model.backbone]
+        names = [n for n, _ in model.named_children() if n not in ("classifier", "dropout")]
+        return names, [getattr(model, n) for n in names]
+    modules = []
+    for name in spec:
+        try:
+            modules.append(root.get_submodule(str(name)))
+        except AttributeError:
+            layers = ", ".join(n for n, _ in root.named_children())
+            raise ValueError(f"freeze: no layer {name!r} in {getattr(model, 'arch', model.name)} "
+                             f"(its top-level layers: {layers})") from None
+    return [str(n) for n in spec], modules
+
+
+def _set_frozen(modules: list[nn.Module], frozen: bool) -> None:
+    """Freeze (no gradients; batch-norm statistics and dropout in eval mode) or release ``modules``."""
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(not frozen)
+        if frozen:
+            module.eval()
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -186,8 +239,32 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     y_val = np.asarray(val_labels, dtype=np.int64) if has_val else None
 
     torch.manual_seed(seed)
-    model = build_model(recipe["model"], num_classes, in_size=recipe["input_size"], **recipe["model_args"])
+    model = build_from_recipe(recipe, num_classes)
     model.image_size = int(recipe["image_size"])
+    norm = _InputNorm(model)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    resuming = ckpt is not None and resume and (ckpt / "last.pt").exists()
+    pretrained = None
+    if isinstance(model, BackboneNet):
+        if recipe["checkpoint"] and not resuming:
+            pretrained = load_backbone_checkpoint(model, recipe["checkpoint"])
+            _log(f"backbone {model.arch}: {pretrained['tensors']} tensors from {pretrained['checkpoint']}"
+                 + (f" (its classifier {model.head_prefix}.* left out; new head for {num_classes} classes)"
+                    if pretrained["head_left_out"] else f" (new head for {num_classes} classes)"), quiet)
+        elif recipe["checkpoint"]:
+            pretrained = {"checkpoint": str(Path(recipe["checkpoint"]).expanduser()), "tensors": None,
+                          "head_left_out": []}
+        else:
+            pretrained = {"checkpoint": None, "tensors": 0, "head_left_out": []}
+            _log(f"backbone {model.arch}: checkpoint null - training from scratch (random initialisation; "
+                 "nothing is downloaded: pass --set checkpoint=PATH for pretrained weights)", quiet)
+    freeze_epochs = int(recipe["freeze_epochs"])
+    try:
+        frozen_names, frozen_modules = freeze_plan(model, recipe["freeze"]) if freeze_epochs else ([], [])
+    except ValueError as exc:
+        from curate.config import ConfigError
+
+        raise ConfigError(f"recipe {exc}") from None
     channels_last = bool(recipe["channels_last"])
     model = model.to(dev, memory_format=torch.channels_last) if channels_last else model.to(dev)
     opt = _make_optimizer(model, recipe)
@@ -203,8 +280,7 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     start_epoch = 0
     fingerprint = {"recipe": recipe, "seed": int(seed), "n_train": n, "n_val": 0 if y_val is None else len(y_val),
                    "label_sum": int(y_np.sum())}
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if ckpt is not None and resume and (ckpt / "last.pt").exists():
+    if resuming:
         start_epoch, history, best = _load_checkpoint(ckpt, fingerprint, model, opt, sched, scaler, dev)
         if dynamics is not None and (ckpt / "dynamics.npy").exists():
             dynamics[:start_epoch] = np.load(ckpt / "dynamics.npy")[:start_epoch]
@@ -223,6 +299,11 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
         torch.manual_seed(int(seed) * 7_919 + epoch + 1)  # dropout
         perm = torch.randperm(n, generator=gen)
         model.train()
+        if frozen_modules:
+            frozen = epoch < freeze_epochs
+            _set_frozen(frozen_modules, frozen)
+            if frozen and epoch == start_epoch:
+                _log(f"epochs 1-{freeze_epochs}: {', '.join(frozen_names)} frozen (only the rest trains)", quiet)
         t0 = time.perf_counter()
         loss_sum, correct, count = 0.0, 0, 0
         from curate.progress import progress
@@ -233,7 +314,7 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
             if len(idx) < 2 and s > 0:
                 continue  # batch norm needs two samples
             x = _prepare(x_train_dev[idx.to(x_train_dev.device)], dev)
-            x = _finish(augment_batch(x, aug, recipe["input_size"], recipe["image_size"], gen), channels_last)
+            x = _finish(augment_batch(x, aug, recipe["input_size"], recipe["image_size"], gen), channels_last, norm)
             y = y_train[idx].to(dev)
             w = weights[idx].to(dev)
             with _autocast(dev, use_amp):
@@ -298,6 +379,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
             stopped_early = True
             _log(f"stopped after max_minutes={recipe['max_minutes']}", quiet)
             break
+    if frozen_modules:
+        _set_frozen(frozen_modules, False)
     if has_val and best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
@@ -306,7 +389,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
                      dynamics=None if dynamics is None else dynamics[:done],
                      best_epoch=best["epoch"] if has_val else done,
                      images_per_s=round(seen_images / max(train_seconds, 1e-6), 1),
-                     seconds=round(train_seconds, 2), stopped_early=stopped_early, recipe=recipe)
+                     seconds=round(train_seconds, 2), stopped_early=stopped_early, recipe=recipe,
+                     pretrained=pretrained)
 
 
 def _save_checkpoint(ckpt: Path, fingerprint: dict, epoch: int, history: list, best: dict, model: nn.Module,
@@ -328,6 +412,8 @@ def _save_checkpoint(ckpt: Path, fingerprint: dict, epoch: int, history: list, b
 def _load_checkpoint(ckpt: Path, fingerprint: dict, model: nn.Module, opt, sched, scaler,
                      dev: torch.device) -> tuple[int, list, dict]:
     meta = json.loads((ckpt / "last.json").read_text(encoding="utf-8"))
+    if isinstance(meta.get("recipe"), dict):  # a checkpoint from before a recipe key existed: its default
+        meta["recipe"] = {k: v for k, v in DEFAULTS.items() if k not in meta["recipe"]} | meta["recipe"]
     for key in ("recipe", "seed", "n_train", "n_val", "label_sum"):
         if json.dumps(meta.get(key), sort_keys=True) != json.dumps(fingerprint[key], sort_keys=True, default=str):
             raise ResumeMismatch(f"{ckpt / 'last.json'}: checkpoint has a different {key} than this run; "
@@ -378,12 +464,13 @@ def predict_proba(model: nn.Module, images: np.ndarray, *, tta: bool = False, ba
     crop, image_size = _eval_sizes(model)
     channels_last = any(p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
                         for p in model.parameters())
+    norm = _InputNorm(model)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if not tta:
-            return F.softmax(model(_finish(center_crop(x, crop, image_size), channels_last)).float(), 1)
+            return F.softmax(model(_finish(center_crop(x, crop, image_size), channels_last, norm)).float(), 1)
         views = tta_views(x, crop, image_size)
-        probs = [F.softmax(model(_finish(v, channels_last)).float(), 1) for v in views]
+        probs = [F.softmax(model(_finish(v, channels_last, norm)).float(), 1) for v in views]
         return torch.stack(probs).mean(0)
 
     out = _batched(model, images, run, batch_size, device)
@@ -395,9 +482,11 @@ def embed(model: nn.Module, images: np.ndarray, *, batch_size: int = 512, device
     crop, image_size = _eval_sizes(model)
     channels_last = any(p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
                         for p in model.parameters())
+    norm = _InputNorm(model)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(model.features(_finish(center_crop(x, crop, image_size), channels_last)).float(), dim=1)
+        return F.normalize(model.features(_finish(center_crop(x, crop, image_size), channels_last, norm)).float(),
+                           dim=1)
 
     out = _batched(model, images, run, batch_size, device)
     return out.reshape(len(images), -1) if len(images) else np.zeros((0, model.embed_dim), np.float32)
@@ -427,4 +516,4 @@ def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
 
 
 __all__ = ["FitResult", "fit", "predict_proba", "embed", "save_model", "load_model", "resolve_device",
-           "class_weight_vector", "configure_threads", "ResumeMismatch"]
+           "class_weight_vector", "configure_threads", "ResumeMismatch", "freeze_plan"]
