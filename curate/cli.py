@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from curate import __version__
-from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit,
+from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, ThreadsOpt, WorkspaceOpt, emit,
                                run_guarded, say)
 from curate.invocation import set_current_argv
 
@@ -40,8 +40,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          threads: Optional[int] = ThreadsOpt) -> None:
     """curate: find duplicates, non-faces, watermarks, bad crops and mislabels in FER datasets."""
+    from curate.threads import set_cli_threads
+
+    set_cli_threads(threads)
 
 
 @app.command()

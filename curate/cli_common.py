@@ -16,6 +16,10 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or chatte
 SeedOpt = typer.Option(0, "--seed", help="Random seed (same seed, same outputs).")
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set phash.threshold=8 (repeatable).")
 ConfigOpt = typer.Option(None, "--config", help="YAML file merged over the defaults from configs/.")
+ThreadsOpt = typer.Option(None, "--threads", min=0,
+                          help="CPU threads for torch/OpenCV (global: curate --threads N CMD). Default: "
+                               "CURATE_THREADS, else OMP_NUM_THREADS, else every core this process may use; "
+                               "give each of several processes sharing the cores its share (e.g. 1).")
 
 
 def say(message: str, quiet: bool = False) -> None:

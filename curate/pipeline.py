@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from curate.config import ConfigError, deep_merge, parse_overrides, read_yaml
 from curate.errors import CurateError
+from curate.threads import apply_threads
 from curate.workspace import Workspace
 
 StepFn = Callable[..., dict]
@@ -109,6 +110,7 @@ def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed:
     results = []
     for name, options in spec["steps"]:
         fn = resolve_step(name)
+        apply_threads(log=log)  # the step's libraries are imported now; the same choice for every step
         log(f"[{spec['name']}] {name} ...")
         t0 = time.perf_counter()
         summary = fn(ws, _expand(options, variables), seed=seed, quiet=quiet)

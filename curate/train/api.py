@@ -120,6 +120,7 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
         "val_accuracy": max((h.get("val_acc", 0.0) for h in result.history), default=None) if has_val else None,
         "n_train": int(len(y_tr)), "n_val": int(len(y_val)) if has_val else 0, "n_eval": int(len(y_ev)),
         "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "threads_from": _threads_source() if dev.type == "cpu" else None,
         "input": input_desc, "pretrained": result.pretrained,
         "started": started, "finished": utc_now(),
     })
@@ -236,3 +237,10 @@ def render_train_eval(s: dict[str, Any]) -> str:
             f"({s['n_train']:,} train / {s['n_eval']:,} {s['eval_split']} images, {s['epochs_run']} epochs, "
             f"{s['images_per_s']:.0f} img/s, {s['seconds']:.0f}s)\n  {s['path']}")
 
+
+def _threads_source() -> str | None:
+    """Where the CPU thread count came from (--threads, CURATE_THREADS, OMP_NUM_THREADS, usable cores ...)."""
+    from curate.threads import applied
+
+    choice = applied().get("torch")
+    return choice.source if choice else None

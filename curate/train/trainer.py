@@ -1,16 +1,14 @@
 """The one trainer of the toolkit: fit, predict_proba, embed (used by train-eval, mislabel, dedupe).
 
 Arrays in, model out: images are uint8 (N, S, S) grey or (N, S, S, 3) colour, labels int64. CUDA when available
-(mixed precision), else CPU with all available cores. Same seed, same result on a CPU:
+(mixed precision), else CPU with the threads of :mod:`curate.threads`. Same seed, same result on a CPU:
 the shuffling and augmentation of epoch ``e`` come from generators seeded by (seed, e), so a
 run resumed from a checkpoint continues exactly as the uninterrupted one would.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,31 +53,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-@functools.lru_cache(maxsize=1)
-def auto_threads() -> int:
-    """Cores this process may use, halved when the machine was already busy when it first asked.
+def configure_threads(num_threads: int = 0, log: Callable[[str], None] | None = None) -> int:
+    """Use ``num_threads`` CPU threads; 0 = :func:`curate.threads.resolve_threads` (``--threads``,
+    CURATE_THREADS, OMP_NUM_THREADS, else the cores this process may use; never the load average)."""
+    from curate.threads import apply_threads
 
-    On an oversubscribed machine OpenMP threads spin-wait on each other: measured here,
-    one thread ran batched augmentation 20x faster than two at load average 7 on 2 cores.
-    The answer is decided once per process: asked again later (the next fold, the next
-    run of a pipeline), the load average would count this process's own training threads
-    and halve them for nothing.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover
-        load = 0.0
-    return max(1, cores // 2) if load > cores else cores
-
-
-def configure_threads(num_threads: int = 0) -> int:
-    """Use ``num_threads`` CPU threads (0 = :func:`auto_threads`)."""
-    torch.set_num_threads(max(1, num_threads if num_threads > 0 else auto_threads()))
-    return torch.get_num_threads()
+    return apply_threads(num_threads if num_threads > 0 else None, source="recipe num_threads", log=log).threads
 
 
 def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
@@ -222,7 +201,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     """
     recipe = load_recipe(recipe if isinstance(recipe, (dict, str, Path)) else None)
     dev = resolve_device(device)
-    threads = configure_threads(int(recipe["num_threads"])) if dev.type == "cpu" else torch.get_num_threads()
+    threads = (configure_threads(int(recipe["num_threads"]), log=lambda m: _log(m, quiet)) if dev.type == "cpu"
+               else torch.get_num_threads())
     x_train = _as_u8(train_images)
     y_np = np.array(train_labels, dtype=np.int64)  # a private, writable copy
     n = len(y_np)
