@@ -138,7 +138,11 @@ def demo(
 def _render_pipeline(result: dict) -> str:
     lines = [f"pipeline {result['pipeline']} on {result['workspace']} (seed {result['seed']})"]
     for step in result["steps"]:
-        lines.append(f"  {step['step']:<12} {step['seconds']:>8.1f}s")
+        summary = step.get("summary")
+        note = ""
+        if isinstance(summary, dict) and summary.get("judged") is False:
+            note = f"  {(summary.get('reason') or 'not judged').split('; ')[0]}"
+        lines.append(f"  {step['step']:<12} {step['seconds']:>8.1f}s{note}")
     return "\n".join(lines)
 
 

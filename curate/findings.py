@@ -3,6 +3,10 @@
 One row per (image, check): ``image_id``, ``check``, ``score`` (higher = more likely an
 issue), ``flagged`` (at the check's threshold), ``suggested_label`` (null unless the check
 proposes one), ``evidence`` (short text a reviewer can read).
+
+A check that ran but cannot judge (e.g. the mislabel check when its out-of-fold model is no
+better than the majority class) still writes its rows and scores, flags nothing, proposes no
+label, and starts every evidence text with :data:`NOT_JUDGED` followed by the reason.
 """
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ from curate.workspace import Workspace
 
 FINDINGS_FILE = "findings.parquet"
 FINDING_COLUMNS: tuple[str, ...] = ("image_id", "check", "score", "flagged", "suggested_label", "evidence")
+NOT_JUDGED = "not judged: "
+"""Evidence prefix of a check that could not judge; the reason follows, up to `` | ``."""
+
+
+def not_judged_reason(evidence: pd.Series) -> str | None:
+    """The shared reason when every evidence text of one check starts with :data:`NOT_JUDGED`, else None."""
+    ev = evidence.dropna().astype(str)
+    if len(ev) == 0 or len(ev) != len(evidence) or not ev.str.startswith(NOT_JUDGED).all():
+        return None
+    return ev.iloc[0].split(" | ", 1)[0]
 
 
 def make_findings(image_ids: Iterable[str], check: str, score: np.ndarray, flagged: np.ndarray,

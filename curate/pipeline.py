@@ -118,4 +118,6 @@ def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed:
         seconds = round(time.perf_counter() - t0, 2)
         results.append({"step": name, "seconds": seconds, "summary": summary})
         log(f"[{spec['name']}] {name} done in {seconds:.1f}s")
+        if isinstance(summary, dict) and summary.get("judged") is False and summary.get("reason"):
+            log(f"[{spec['name']}] warning: {name} {summary['reason']}")
     return {"pipeline": spec["name"], "workspace": str(ws.root), "seed": seed, "steps": results}

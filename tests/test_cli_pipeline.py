@@ -77,6 +77,14 @@ def test_demo_runs_end_to_end(tmp_path):
     findings = pd.read_parquet(demo / "findings.parquet")
     assert {"blank", "non_face", "watermark", "mislabel"} <= set(findings["check"])
     assert findings.loc[findings["check"] == "blank", "flagged"].sum() >= 3  # the sample's real blank frames
+    mislabel = result["steps"][4]["summary"]  # results that mean something, or the reason they would not
+    mis_rows = findings[findings["check"] == "mislabel"]
+    if mislabel["judged"]:
+        assert mislabel["reason"] is None and mis_rows["flagged"].sum() == mislabel["flagged"]
+    else:
+        assert mislabel["flagged"] == 0 and not mis_rows["flagged"].any()
+        assert mislabel["reason"].startswith("not judged: out-of-fold accuracy ")
+        assert "warning: mislabel not judged: " in out.stderr
     dups = pd.read_parquet(demo / "duplicates.parquet")
     assert (dups["cluster_type"] == "cross_split").any()  # the sample ships cross-split copies
     compare = (demo / "compare.md").read_text()

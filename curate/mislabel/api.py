@@ -9,6 +9,7 @@ rows in ``findings.parquet``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,10 +61,21 @@ def _recipe(cfg: dict[str, Any]) -> dict[str, Any]:
 def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None = None,
                  config_file: str | Path | None = None, seed: int = 0, quiet: bool = False,
                  log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Compute probabilities (k-fold or one dynamics run), score every labelled image, write findings."""
+    """Compute probabilities (k-fold or one dynamics run), score every labelled image, write findings.
+
+    In ``oof`` mode the out-of-fold model must first show it can judge labels at all
+    (:func:`curate.mislabel.skill.skill_test`): with ``b`` the majority-class share (or chance,
+    whichever is higher), its accuracy must reach ``b + min_skill * (1 - b)`` (default
+    ``min_skill`` 0.1: a tenth of the majority answer's errors removed) in every fold, and
+    pooled with a one-sided exact binomial test at ``min_skill_p`` (default 0.01). When it does
+    not, every image is still scored but nothing is flagged and no label suggested; every
+    evidence text starts with ``not judged: out-of-fold accuracy X% vs majority-class Y% (p=...)``,
+    and the summary (and oof_meta.json) get ``judged: false`` and the ``reason``.
+    """
     from curate.findings import make_findings, write_findings
     from curate.mislabel.folds import assign_folds
     from curate.mislabel.scoring import evidence_text, knn_label_distribution, score_variant
+    from curate.mislabel.skill import skill_test
 
     started = utc_now()
     t0 = time.perf_counter()
@@ -97,20 +109,31 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         accuracy = float((probs.argmax(axis=1) == y).mean())
         fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4)
                          for f in range(k)}
+        verdict = skill_test(probs, y, folds, min_skill_p=float(cfg["min_skill_p"]),
+                             min_skill=float(cfg["min_skill"]), classes=classes)
         save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
-                 fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source)
+                 fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
+                 judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
         save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
                   embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups)
         summary.update({"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
                         "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
-                        "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()}})
+                        "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
+                        "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()})
         scores = score_variant(cfg["variant"], probs, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
                                aum_weight=float(cfg["aum_weight"]))
     else:
         probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg["device"], quiet=quiet)
         scores = dynamics_scores(probs, y, aum, float(cfg["dynamics"]["aum_threshold"]))
         summary["train_accuracy"] = round(float((probs.argmax(axis=1) == y).mean()), 4)
+        summary.update({"judged": True, "reason": None,
+                        "skill": {"tested": False, "why": "dynamics mode has no held-out predictions"}})
     evidence = evidence_text(scores.probs, y, classes, knn=knn, aum=aum)
+    if not summary["judged"]:  # a model no better than the majority class cannot judge labels: flag nothing
+        scores = replace(scores, flagged=np.zeros(len(y), bool), suggested=np.full(len(y), -1, np.int64),
+                         estimated_issues=0)
+        evidence = [f"{verdict.headline} | {text}" for text in evidence]
+        log(f"warning: mislabel {summary['reason']}")
     suggested = [classes[s] if s >= 0 else None for s in scores.suggested]
     rows_df = make_findings(ids, CHECK, scores.score, scores.flagged, evidence, suggested)
     write_findings(ws, rows_df, checks=[CHECK])
@@ -121,7 +144,8 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
                     "flagged": int(scores.flagged.sum()), "top_flagged_pairs": pairs,
                     "seconds": round(time.perf_counter() - t0, 1)})
     ws.record_run("mislabel", seed=seed, started=started, options=dict(cfg),
-                  counts={"images": summary["images"], "flagged": summary["flagged"]})
+                  counts={"images": summary["images"], "flagged": summary["flagged"],
+                          "judged": bool(summary["judged"])})
     return summary
 
 

@@ -15,7 +15,10 @@ def render(summary: dict) -> str:
     if "oof_accuracy" in summary:
         lines.append(f"  out-of-fold accuracy {summary['oof_accuracy']:.3f} over {summary['folds']} folds "
                      f"(trained {summary['trained_folds']}, reused {summary['skipped_folds']})")
-    lines.append(f"  estimated wrong labels {summary['estimated_issues']}, flagged {summary['flagged']}")
+    if summary.get("judged") is False:
+        lines.append(f"  flagged 0: {summary['reason']}")
+    else:
+        lines.append(f"  estimated wrong labels {summary['estimated_issues']}, flagged {summary['flagged']}")
     for pair, count in summary.get("top_flagged_pairs", {}).items():
         lines.append(f"    {pair:<22} {count}")
     lines.append(f"  findings.parquet check=mislabel; oof_probs.npy / oof_index.parquet / oof_meta.json"
@@ -53,6 +56,8 @@ def register(app: typer.Typer) -> None:
                     overrides[key] = value
             summary = run_mislabel(Workspace.open(workspace), overrides=overrides or None, config_file=config,
                                    seed=seed, quiet=quiet, log=lambda m: say(m, quiet))
+            if summary.get("judged") is False and quiet:  # a warning, not chatter: said (via log) or printed
+                typer.echo(f"warning: mislabel {summary['reason']}", err=True)
             emit(summary, as_json, render, quiet)
 
         run_guarded(go)

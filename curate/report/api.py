@@ -66,6 +66,15 @@ def _duplicates(dup: dict[str, Any], thumb) -> str:
 
 
 def _oof(oof: dict[str, Any]) -> str:
+    warning = ""
+    if oof.get("judged") is False:
+        warning = (f'<p class="warn">{esc(oof.get("reason") or "not judged")}</p><p class="note">The confusion '
+                   "matrix and the noise estimates below come from that model and say nothing about the "
+                   "labels.</p>")
+    return warning + _oof_body(oof)
+
+
+def _oof_body(oof: dict[str, Any]) -> str:
     noise = pd.DataFrame({"images": oof["counts"].astype(int), "est. wrong": (oof["noise"] * oof["counts"]).round().astype(int)},
                          index=pd.Index(oof["classes"], name="given label"))
     rows = "".join(f"<tr><td>{esc(c)}</td><td>{int(n):,}</td><td>{100 * r:.1f}%</td></tr>"

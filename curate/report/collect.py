@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curate.findings import read_findings
+from curate.findings import not_judged_reason, read_findings
 from curate.labels import CLASSES, canonical_label
 from curate.review.decisions import latest_decisions, read_decisions
 from curate.workspace import Workspace
@@ -79,7 +79,8 @@ def latest_split(ws: Workspace) -> tuple[str, pd.DataFrame] | None:
 
 
 def check_galleries(findings: pd.DataFrame, manifest: pd.DataFrame, top_n: int) -> list[dict[str, Any]]:
-    """Per check: counts and the top-N flagged images by score (row, score, evidence, label, split)."""
+    """Per check: counts and the top-N flagged images by score (row, score, evidence, label, split);
+    ``not_judged`` is the check's reason when it ran but could not judge (every evidence says so)."""
     if len(findings) == 0:
         return []
     pos = pd.Series(np.arange(len(manifest)), index=pd.Index(manifest["image_id"].astype("string")))
@@ -95,7 +96,7 @@ def check_galleries(findings: pd.DataFrame, manifest: pd.DataFrame, top_n: int) 
                           "suggested": None if pd.isna(rec.suggested_label) else str(rec.suggested_label),
                           "label": str(manifest["label"].iat[row]), "split": str(manifest["split"].iat[row])})
         out.append({"check": str(check), "flagged": int(rows["flagged"].sum()), "scored": int(len(rows)),
-                    "items": items})
+                    "items": items, "not_judged": not_judged_reason(rows["evidence"])})
     return out
 
 
@@ -169,7 +170,8 @@ def oof_summary(ws: Workspace) -> dict[str, Any] | None:
     noise = confident_joint_noise(probs, given, k)
     return {"classes": classes, "confusion": confusion, "accuracy": float((pred == given).mean()) if len(given) else None,
             "noise": noise["noise"], "counts": noise["counts"], "joint": noise["joint"],
-            "recipe": meta.get("recipe"), "folds": meta.get("folds"), "images": int(len(given))}
+            "recipe": meta.get("recipe"), "folds": meta.get("folds"), "images": int(len(given)),
+            "judged": meta.get("judged", True), "reason": meta.get("reason")}
 
 
 def read_runs(ws: Workspace) -> list[dict[str, Any]]:

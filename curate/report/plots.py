@@ -54,9 +54,10 @@ def flagged_per_check(checks: list[dict[str, Any]]) -> bytes:
     plt = _pyplot()
     names = [c["check"] for c in checks][::-1]
     counts = [c["flagged"] for c in checks][::-1]
+    labels = ["not judged" if c.get("not_judged") else f"{c['flagged']:,}" for c in checks][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.32 * len(names) + 0.8))
     bars = ax.barh(names, counts, color=PALETTE[1])
-    ax.bar_label(bars, labels=[f"{c:,}" for c in counts], padding=3, fontsize=8)
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
     ax.set_xlabel("flagged images")
     fig.tight_layout()
     return _png(fig)

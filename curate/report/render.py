@@ -38,6 +38,7 @@ figure.photo .media{display:flex;gap:6px;align-items:center;justify-content:cent
 figure.photo img.orig{width:auto;height:auto;max-width:calc(100% - 78px);max-height:256px;margin:0}
 figure.photo img.crop{width:72px;height:72px;margin:0;flex:none}
 .box-main{color:#00a800;font-weight:700}.box-other{color:#e02020;font-weight:700}
+.warn{color:var(--warn);font-weight:600}
 """
 
 
@@ -126,8 +127,12 @@ def check_gallery(check: dict[str, Any], thumb: Callable[[int], str], open_: boo
     shown = f"top {len(check['items'])} of " if check["flagged"] > len(check["items"]) else ""
     grid = "grid photos" if any(is_photo(thumb, it["row"]) for it in check["items"]) else "grid"
     body = f'<div class="{grid}">{"".join(cards)}</div>' if cards else '<p class="note" style="padding:0 12px">nothing flagged</p>'
+    reason = check.get("not_judged")
+    if reason:  # the check ran but could not judge: its message instead of a gallery
+        body = f'<p class="warn" style="padding:0 12px">{esc(reason)}</p>'
+    count = "not judged" if reason else f"{shown}{check['flagged']:,} flagged"
     return (f'<details{" open" if open_ else ""}><summary>{esc(check["check"])} '
-            f'<span class="count">{shown}{check["flagged"]:,} flagged of {check["scored"]:,} scored</span></summary>'
+            f'<span class="count">{count} of {check["scored"]:,} scored</span></summary>'
             f"{body}</details>")
 
 
