@@ -155,6 +155,7 @@ from curate.report.cli import register as _register_report; _register_report(app
 from curate.split.cli import register as _register_split; _register_split(app)  # noqa: E402,E702
 from curate.train.cli import register as _register_train; _register_train(app)  # noqa: E402,E702
 from curate.dedupe.cli import register as _register_dedupe; _register_dedupe(app)  # noqa: E402,E702
+from curate.faces.cli import register as _register_faces; _register_faces(app)  # noqa: E402,E702
 
 
 def main() -> None:

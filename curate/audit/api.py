@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from curate.audit.base import AuditContext
-from curate.audit.registry import CHECKS, resolve_checks
+from curate.audit.checks_photo import PhotoData
+from curate.audit.registry import ALL_CHECKS, CHECKS, PHOTO_CHECKS, resolve_checks
+from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE
 from curate.config import load_config
 from curate.errors import CurateError
 from curate.findings import make_findings, write_findings
@@ -21,40 +23,74 @@ from curate.progress import chunks
 from curate.workspace import Workspace, utc_now
 
 
-def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
-    """Findings rows of one check for every image of ``ctx``.
-
-    The check scores chunks of rows; a chunk that raises is retried image by image, and an
-    image that still fails gets score NaN, flagged False and evidence "error: ...".
-    """
-    check = CHECKS[name](ctx.params(name))
-    n = len(ctx.image_ids)
-    scores = np.full(n, np.nan)
-    evidence: list[str] = [""] * n
+def _score_rows(check, ctx: AuditContext, rows: np.ndarray, scores: np.ndarray, evidence: list[str]) -> None:
+    """Score ``rows`` in chunks into ``scores``/``evidence``; a chunk that raises is retried image
+    by image, and an image that still fails gets NaN and "error: ..."."""
     size = int(ctx.config.get("chunk_size", 4096))
-    for sl in chunks(n, size):
-        rows = np.arange(sl.start, sl.stop)
+    for sl in chunks(len(rows), size):
+        part = rows[sl]
         try:
-            s, ev = check.score(ctx, rows)
-            scores[rows] = s
-            evidence[sl] = ev
+            s, ev = check.score(ctx, part)
+            scores[part] = s
+            for r, e in zip(part, ev):
+                evidence[r] = e
         except Exception:  # isolate the failing image(s)
-            for r in rows:
+            for r in part:
                 try:
                     s, ev = check.score(ctx, np.array([r]))
                     scores[r], evidence[r] = float(s[0]), ev[0]
                 except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
                     scores[r] = np.nan
                     evidence[r] = f"error: {type(exc).__name__}: {exc}"[:300]
-    flagged = check.flag(scores)
-    return make_findings(ctx.image_ids, name, scores, flagged, evidence)
+
+
+def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
+    """Findings rows of one check for the images of ``ctx`` it applies to.
+
+    Crop rows are judged by the crop variant; photo rows by the photo variant where there is
+    one (``cartoon``, ``watermark``, ``no_face``, ``multiple_faces``), else by the crop variant
+    on the aligned face crop, and "not judged" when the face stage found no face (image
+    statistics such as ``blank`` are judged on the whole photo). A photo-only check writes no
+    rows for crop rows.
+    """
+    n = len(ctx.image_ids)
+    scores = np.full(n, np.nan)
+    evidence: list[str] = [""] * n
+    flagged = np.zeros(n, dtype=bool)
+    covered = np.zeros(n, dtype=bool)
+    photo_rows = ctx.photo.rows if ctx.photo is not None else np.zeros(0, np.int64)
+    is_photo = np.zeros(n, dtype=bool)
+    is_photo[photo_rows] = True
+    crop_cls, photo_cls = CHECKS.get(name), PHOTO_CHECKS.get(name)
+    if crop_cls is not None:
+        check = crop_cls(ctx.params(name))
+        judged = ~is_photo
+        if photo_cls is None and len(photo_rows):
+            faced = photo_rows[ctx.photo.status == "ok"]
+            judged[photo_rows if check.judges_uncropped else faced] = True
+            unjudged = np.setdiff1d(photo_rows, np.flatnonzero(judged))
+            for r in unjudged:
+                evidence[r] = "not judged: the face stage found no face in this photo (see no_face)"
+            covered[unjudged] = True
+        rows = np.flatnonzero(judged)
+        _score_rows(check, ctx, rows, scores, evidence)
+        flagged[rows] = check.flag(scores[rows])
+        covered[rows] = True
+    if photo_cls is not None and len(photo_rows):
+        check = photo_cls(ctx.params(name))
+        _score_rows(check, ctx, photo_rows, scores, evidence)
+        flagged[photo_rows] = check.flag(scores[photo_rows])
+        covered[photo_rows] = True
+    keep = np.flatnonzero(covered)
+    return make_findings([ctx.image_ids[i] for i in keep], name, scores[keep], flagged[keep],
+                         [evidence[i] for i in keep])
 
 
 def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | None, config: dict[str, Any], *,
-               seed: int = 0, quiet: bool = True, load_original=None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Run ``names`` on uint8 crops; returns (findings rows, seconds per check)."""
+               seed: int = 0, quiet: bool = True, load_original=None, photo=None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Run ``names`` on uint8 crops (and ``photo`` records); returns (findings rows, seconds per check)."""
     ctx = AuditContext(images=images, image_ids=[str(i) for i in image_ids], config=config, seed=seed,
-                       quiet=quiet, load_original=load_original)
+                       quiet=quiet, load_original=load_original, photo=photo)
     frames, seconds = [], {}
     for name in resolve_checks(names):
         t0 = time.perf_counter()
@@ -63,6 +99,29 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
     if "defect_model" in ctx.cache:
         seconds["defect_model_training"] = ctx.cache["defect_model"].info.get("train_seconds")
     return pd.concat(frames, ignore_index=True), seconds
+
+
+def photo_records(ws: Workspace) -> PhotoData | None:
+    """The face stage's records for the workspace's photo rows, or None when it holds none.
+
+    Refuses (rather than silently judging squashed photos as crops) when photos have not
+    been through the face stage.
+    """
+    kinds = ws.image_kinds()
+    rows = np.flatnonzero((kinds == "photo").to_numpy())
+    if len(rows) == 0:
+        return None
+    face_images = ws.read_parquet(FACE_IMAGES_FILE)
+    features = ws.read_parquet(PHOTO_FEATURES_FILE)
+    manifest = ws.manifest()
+    ids = manifest["image_id"].astype(str).tolist()
+    if face_images is None or features is None or not set(ids[r] for r in rows) <= set(face_images["image_id"]):
+        raise CurateError(f"{ws.root}: {len(rows):,} photos have not been through the face stage (faces.parquet / "
+                          f"face_images.parquet missing or incomplete); run `curate faces -w {ws.root}` first. "
+                          "Crop checks are never run on uncropped photos.")
+    faces = ws.read_parquet(FACES_FILE)
+    paths = manifest["source_path"].astype("object").where(manifest["source_path"].notna(), None).tolist()
+    return PhotoData.build(ids, rows, face_images, features, faces, [paths[r] for r in rows])
 
 
 def originals_loader(ws: Workspace, mode: str):
@@ -99,8 +158,11 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
         raise CurateError(f"{ws.root}: the workspace holds no images; ingest some first")
     images = ws.pixels()
     loader = originals_loader(ws, str(cfg.get("use_originals", "auto")))
+    photo = photo_records(ws)
+    skipped = [n for n in names if photo is None and n in PHOTO_CHECKS and n not in CHECKS]
+    names = [n for n in names if n not in skipped]
     rows, seconds = run_checks(images, manifest["image_id"].tolist(), names, cfg, seed=seed, quiet=quiet,
-                               load_original=loader)
+                               load_original=loader, photo=photo)
     write_findings(ws, rows, checks=names)
     flagged = rows.groupby("check", sort=False)["flagged"].sum().astype(int).to_dict()
     errors = rows[rows["evidence"].str.startswith("error:").fillna(False)].groupby("check", sort=False).size()
@@ -110,6 +172,8 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
         "errors": {n: int(errors.get(n, 0)) for n in names},
         "flagged_any": int(rows.loc[rows["flagged"], "image_id"].nunique()),
         "used_originals": loader is not None, "seed": seed,
+        "photos": int(len(photo.rows)) if photo is not None else 0,
+        "not_applicable": {n: "no photos in this workspace (face crops only)" for n in skipped},
         "seconds": round(time.perf_counter() - t0, 2), "seconds_per_check": seconds,
         "findings_file": str(ws.path("findings.parquet")),
     }
@@ -145,5 +209,10 @@ def render_summary(s: dict[str, Any]) -> str:
 def list_checks(config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every registered check with its description and default options."""
     cfg = config if config is not None else load_config("audit")
-    return [{"name": n, "description": c.description, "defaults": cfg.get(n, {})} for n, c in CHECKS.items()]
+    out = []
+    for name in ALL_CHECKS:
+        variants = [c for c in (CHECKS.get(name), PHOTO_CHECKS.get(name)) if c is not None]
+        out.append({"name": name, "description": " | photos: ".join(c.description for c in variants),
+                    "judged_on": "+".join(c.applies_to for c in variants), "defaults": cfg.get(name, {})})
+    return out
 

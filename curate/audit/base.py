@@ -23,6 +23,20 @@ class AuditContext:
     quiet: bool = True
     load_original: Callable[[int], np.ndarray] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    photo: Any = None
+    """:class:`curate.audit.checks_photo.PhotoData` when the run holds photos, else None."""
+
+    @property
+    def crop_rows(self) -> np.ndarray:
+        """Rows whose pixel-store image is a real face crop: every crop-source row, and the photo
+        rows where the face stage found a face. Whatever learns "clean" from the workspace
+        draws from these only."""
+        n = len(self.image_ids)
+        if self.photo is None:
+            return np.arange(n)
+        keep = np.ones(n, dtype=bool)
+        keep[self.photo.rows[self.photo.status != "ok"]] = False
+        return np.flatnonzero(keep)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute a result once per run (e.g. the trained defect model) and reuse it."""
@@ -44,6 +58,11 @@ class Check:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    applies_to: ClassVar[str] = "crop"
+    """crop: judged on the face crop (photo rows without a found face are "not judged");
+    photo: judged on the original photo, photo rows only."""
+    judges_uncropped: ClassVar[bool] = False
+    """True for image statistics (blank, dark, ...) that mean the same on a whole photo."""
 
     def __init__(self, params: dict[str, Any]):
         self.params = params

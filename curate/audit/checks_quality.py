@@ -32,6 +32,7 @@ def quality_images(ctx: AuditContext, rows: np.ndarray) -> list[np.ndarray]:
 
 
 class _QualityCheck(Check):
+    judges_uncropped = True
     def stat(self, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
         raise NotImplementedError
 

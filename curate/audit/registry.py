@@ -3,19 +3,27 @@ from __future__ import annotations
 
 from curate.audit.base import Check
 from curate.audit.checks_learned import LEARNED_CHECKS
+from curate.audit.checks_photo import PHOTO_CHECKS as _PHOTO
 from curate.audit.checks_quality import QUALITY_CHECKS
 from curate.errors import CurateError
 
 CHECKS: dict[str, type[Check]] = {cls.name: cls for cls in QUALITY_CHECKS + LEARNED_CHECKS}
-"""Every audit check. Findings rows use these names in the ``check`` column."""
+"""Checks judged on face crops (and, for image statistics, on whole photos)."""
+
+PHOTO_CHECKS: dict[str, type[Check]] = {cls.name: cls for cls in _PHOTO}
+"""Checks judged on the original photo; a name in both tables (cartoon, watermark) is one
+check whose photo rows are judged by the photo variant, its crop rows by the crop variant."""
+
+ALL_CHECKS: list[str] = list(CHECKS) + [n for n in PHOTO_CHECKS if n not in CHECKS]
+"""Every check name, in run order. Findings rows use these names in the ``check`` column."""
 
 
 def resolve_checks(names: list[str] | None) -> list[str]:
     """Validate check names (None or [] or ["all"] = every check), keeping registry order."""
     if not names or names == ["all"]:
-        return list(CHECKS)
-    unknown = [n for n in names if n not in CHECKS]
+        return list(ALL_CHECKS)
+    unknown = [n for n in names if n not in ALL_CHECKS]
     if unknown:
-        raise CurateError(f"unknown audit check(s) {', '.join(unknown)}; known checks: {', '.join(CHECKS)}",
+        raise CurateError(f"unknown audit check(s) {', '.join(unknown)}; known checks: {', '.join(ALL_CHECKS)}",
                           exit_code=2)
-    return [n for n in CHECKS if n in names]
+    return [n for n in ALL_CHECKS if n in names]

@@ -100,6 +100,11 @@ def text_features(rgb: np.ndarray) -> dict[str, float]:
         feats[f"{name}_glyphs_centre"] = float(((gy > 0.3) & (gy < 0.7)).sum() / (w * h / 1e5))
         feats[f"{name}_glyphs_bottom"] = float((gy > 0.85).sum() / (w * h / 1e5))
         feats[f"{name}_glyph_rows"] = _aligned_rows(cents[1:][glyph], st[glyph], h) if n > 1 else 0.0
+        gx = cents[1:, 0][glyph] / w if n > 1 else np.zeros(0)
+        corner = [((gx < 0.3) == left) & ((gy < 0.2) if top else (gy > 0.8))
+                  for left in (True, False) for top in (True, False)]
+        feats[f"{name}_glyphs_corner"] = float(max((c.sum() for c in corner), default=0) / (w * h / 1e5))
+    feats["tile_peak"] = _tile_peak(grey)
     rows = grey.astype(np.float32)
     band = max(4, h // 14)
     bottom, above = rows[-band:], rows[-3 * band:-band]
@@ -107,6 +112,24 @@ def text_features(rgb: np.ndarray) -> dict[str, float]:
     feats["bottom_band_contrast"] = float(abs(np.median(bottom) - np.median(above)) / 255)
     feats["bottom_band_strokes"] = float(_stroke_mask(grey[-band:], k, 40).mean())
     return feats
+
+
+def _tile_peak(grey: np.ndarray, side: int = 384, min_lag: int = 24) -> float:
+    """Strongest off-centre peak of the autocorrelation of fine detail: tiled watermarks
+    (a mark repeated on a grid) make one; natural photos decay smoothly."""
+    g = _resize_max(grey, side).astype(np.float32)
+    detail = g - cv2.GaussianBlur(g, (0, 0), 2.0)
+    detail -= detail.mean()
+    spec = np.fft.rfft2(detail)
+    ac = np.fft.irfft2(spec * np.conj(spec), s=detail.shape)
+    zero = float(ac[0, 0]) or 1.0
+    ac = np.fft.fftshift(ac) / zero
+    cy, cx = ac.shape[0] // 2, ac.shape[1] // 2
+    yy, xx = np.ogrid[:ac.shape[0], :ac.shape[1]]
+    ac[(np.abs(yy - cy) < min_lag) & (np.abs(xx - cx) < min_lag)] = 0
+    ac[:, :max(0, cx - ac.shape[1] // 3)] = 0
+    ac[:, cx + ac.shape[1] // 3:] = 0
+    return float(ac.max())
 
 
 def _aligned_rows(cents: np.ndarray, stats: np.ndarray, h: int) -> float:

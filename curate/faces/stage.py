@@ -18,7 +18,10 @@ from curate.faces.features import art_features, face_features, text_features
 DEFAULTS: dict[str, Any] = {
     "max_side": 480,       # longer side the detector sees (faces of ~30 px and up there, at upsample 1)
     "upsample": 1,
-    "min_score": -0.3,     # HOG adjust threshold: boxes scoring below are not faces
+    "max_enlarge": 2.0,    # small photos are enlarged up to this factor towards max_side
+    "rotations": [25, -25],  # when nothing is found, try again turned by these angles (tilted heads)
+    "fallback": "none",    # none | mmod: then dlib's CNN detector (slower, finds turned/half-hidden faces)
+    "min_score": -0.5,     # HOG adjust threshold: boxes scoring below are not faces (weak boxes are kept with their score)
     "rgb_size": 112,       # side of the colour aligned-crop store
     "model_dir": None,     # folder with shape_predictor_5_face_landmarks.dat (default: face-recognition-models)
 }
@@ -58,7 +61,9 @@ def process_photo(image: np.ndarray, *, size: int, params: dict[str, Any] | None
     res = PhotoResult(width=w, height=h)
     try:
         res.faces = detect_faces(rgb, max_side=int(p["max_side"]), upsample=int(p["upsample"]),
-                                 min_score=float(p["min_score"]), model_dir=p.get("model_dir"))
+                                 min_score=float(p["min_score"]), max_enlarge=float(p["max_enlarge"]),
+                                 rotations=tuple(p["rotations"] or ()), fallback=str(p["fallback"]),
+                                 model_dir=p.get("model_dir"))
         res.main = pick_main(res.faces, w, h)
         rgb_size = int(p["rgb_size"])
         if res.main is None:

@@ -1,0 +1,48 @@
+"""Markdown report of ``curate photos-bench`` (reports/photos.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+from curate.faces.bench import TARGETS
+from curate.invocation import current_command
+
+
+def _row(name: str, m: dict[str, Any], target: tuple[float, float] | None, extra: str = "") -> str:
+    goal = f"R >= {target[0]:.2f}, P >= {target[1]:.2f}" if target else ""
+    met = ""
+    if target:
+        met = "yes" if m["recall"] >= target[0] and m["precision"] >= target[1] else "no"
+    return (f"| {name} | {m['positives']} | {m['flagged']} | {m['precision']:.3f} | {m['recall']:.3f} | "
+            f"{goal} | {met} | {extra} |")
+
+
+def render_report(r: dict[str, Any]) -> str:
+    """The benchmark result as Markdown."""
+    lines = [
+        "# Photo checks on reviewed scraped photos",
+        "",
+        f"Command: `{current_command()}`",
+        "",
+        f"{r['reviewed']} photos reviewed by eye (`reports/review/scraped-reviewed.csv`, how it was made: "
+        "`reports/review/README.md`). Learned checks: 5-fold cross-validation grouped by duplicate cluster, "
+        "threshold chosen on the out-of-fold scores (the figures below are out-of-fold, not training fit).",
+        "",
+        "| check | reviewed positives | flagged | precision | recall | target | reached | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for check in ("no_face", "multiple_faces", "cartoon", "watermark"):
+        m = r["checks"][check]
+        lines.append(_row(check, m, TARGETS[check], f"threshold {m['threshold']:.3f}, AUROC {m['auroc']:.3f}"))
+    lines += ["", "Simplest baselines on the same photos:", "",
+              "| baseline | positives | flagged | precision | recall |", "|---|---|---|---|---|"]
+    for name, m in r["baselines"].items():
+        lines.append(f"| {name} | {m['positives']} | {m['flagged']} | {m['precision']:.3f} | {m['recall']:.3f} |")
+    fd = r["face_detection_rate"]
+    lines += ["", f"Face found and aligned in {fd['aligned']} of {fd['usable_face_photos']} usable face photos "
+                  f"({100 * fd['rate']:.1f}%; target 97%).", ""]
+    if r.get("model_written"):
+        lines.append(f"Scorers fitted on all reviewed photos written to `{r['model_written']}`.")
+    for key in ("timing", "notes"):
+        if r.get(key):
+            lines += ["", r[key]]
+    return "\n".join(lines) + "\n"
