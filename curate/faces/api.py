@@ -36,6 +36,22 @@ def photo_counts(results: Sequence[PhotoResult]) -> dict[str, int]:
             "errors": sum(r.status == "error" for r in results)}
 
 
+def face_crop_rows(ws: Workspace) -> np.ndarray:
+    """Boolean per manifest row: its pixel-store image is a real face crop (every row of a
+    crop source; a photo row only when the face stage found a face). What learns from the
+    workspace (mislabel folds, the defect model's clean class) uses these rows only."""
+    kinds = ws.image_kinds().to_numpy()
+    ok = kinds != "photo"
+    if ok.all():
+        return ok
+    fi = ws.read_parquet(FACE_IMAGES_FILE)
+    if fi is None:
+        return ok
+    status = fi.drop_duplicates("image_id", keep="last").set_index("image_id")["status"]
+    ids = ws.manifest()["image_id"].astype(str)
+    return ok | (ids.map(status).fillna("missing").to_numpy() == "ok")
+
+
 def grey_to_rgb(block: np.ndarray, side: int) -> np.ndarray:
     """Grey (k, S, S) crops as colour (k, side, side, 3) crops."""
     import cv2

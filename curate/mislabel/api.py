@@ -85,6 +85,13 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         raise CurateError(f"mislabel mode {mode!r}: choose oof or dynamics", exit_code=2)
     manifest = ws.manifest()
     rows, classes, y = labelled_rows(manifest)
+    from curate.faces.api import face_crop_rows
+
+    is_face = face_crop_rows(ws)[rows]
+    no_face = int((~is_face).sum())
+    rows, y = rows[is_face], y[is_face]
+    if no_face:
+        log(f"mislabel: {no_face:,} photos without a face crop left out (see no_face)")
     if len(rows) < 2 * int(cfg["folds"]):
         raise CurateError(f"{ws.root}: only {len(rows)} labelled images; the mislabel check needs at least "
                           f"{2 * int(cfg['folds'])}")
@@ -93,7 +100,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     groups, group_source = group_ids(ws, rows)
     recipe = _recipe(cfg)
     n_classes = len(classes)
-    summary: dict[str, Any] = {"mode": mode, "images": int(len(rows)), "classes": classes,
+    summary: dict[str, Any] = {"mode": mode, "images": int(len(rows)), "photos_without_face": no_face, "classes": classes,
                                "recipe": recipe["name"], "groups_from": group_source}
     if mode == "oof":
         from curate.mislabel.oof import fingerprint, run_oof, save_fold
