@@ -97,7 +97,7 @@ def test_cli_json_list_and_errors(sample_ws, monkeypatch):
     listed = json.loads(res.stdout)["checks"]
     assert [c["name"] for c in listed] == list(ALL_CHECKS) + ["mislabel"]
     assert all(c["description"] and any(k.endswith("threshold") for k in c["defaults"]) for c in listed[:-1])
-    assert {c["name"]: c["judged_on"] for c in listed}["cartoon"] == "crop+photo"
+    assert {c["name"]: c.get("judged_on") for c in listed}["cartoon"] == "crop+photo"
     assert listed[-1]["defaults"]["folds"] == 5
     res = runner.invoke(app, ["audit", "-w", str(sample_ws.root), "--checks", "blank,nonsense"])
     assert res.exit_code == 2 and "nonsense" in res.output
