@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
                                                    help="Fit the photo-check scorers on every reviewed photo and "
                                                         "write them (JSON) here."),
         folds: int = typer.Option(5, "--folds", help="Cross-validation folds (grouped by duplicate cluster)."),
+        timing: Optional[Path] = typer.Option(None, "--timing", help="JSON written by tools/time_photo_pipeline.py "
+                                                                      "(ingest + dedupe + audit times) to include."),
         seed: int = SeedOpt,
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
@@ -60,6 +62,10 @@ def register(app: typer.Typer) -> None:
 
         def go():
             result = run_bench(Workspace.open(workspace), review, folds=folds, seed=seed, write_model=write_model)
+            if timing is not None:
+                import json
+
+                result["timing_run"] = json.loads(Path(timing).read_text(encoding="utf-8"))
             if report is not None:
                 from curate import atomic
 

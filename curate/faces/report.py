@@ -42,7 +42,16 @@ def render_report(r: dict[str, Any]) -> str:
                   f"({100 * fd['rate']:.1f}%; target 97%).", ""]
     if r.get("model_written"):
         lines.append(f"Scorers fitted on all reviewed photos written to `{r['model_written']}`.")
-    for key in ("timing", "notes"):
-        if r.get(key):
-            lines += ["", r[key]]
+    t = r.get("timing_run")
+    if t:
+        lines += ["", f"## Time and memory: ingest + dedupe + audit of {t['photos']:,} photos (defaults)", "",
+                  "Made by `python tools/make_photo_set.py ../shared/data/scraped/angry-happy-sad /tmp/photos3500 "
+                  "--count 3500` (the 968 originals plus rescaled/mirrored/re-encoded variants, up to 8,000 px) and "
+                  "`python tools/time_photo_pipeline.py /tmp/photos3500 --workspace WS --out FILE`.", "",
+                  "| step | wall s | peak RSS MB | load average before |", "|---|---|---|---|"]
+        for step in t["steps"]:
+            name = step["command"].split()[1]
+            lines.append(f"| {name} | {step['wall_s']} | {step['peak_rss_mb']} | {step['load_before']:.1f} |")
+        lines.append(f"| total | {t['total_wall_s']} | {t['peak_rss_mb']} | |")
+        lines += ["", f"Targets: <= 600 s in all and <= 4,096 MB peak on 2 cores ({t['cores']} cores here)."]
     return "\n".join(lines) + "\n"
