@@ -65,8 +65,8 @@ def learned(faces):
         "non_face": np.stack([D.non_face_patch(48, rng) for _ in src]),
     }
     images = np.concatenate([real] + list(sets.values()))
-    cfg = ["model.n_clean=1500", "model.n_per_defect=300", "model.epochs=4", "non_face.face_found_factor=1.0"]
-    res = _scores(images, list(sets), cfg)  # the model's own ranking (detector fusion tested below)
+    cfg = ["non_face.face_found_factor=1.0"]  # the bundled model's own ranking (detector fusion tested below)
+    res = _scores(images, list(sets), cfg)
     return res, len(real), {k: len(v) for k, v in sets.items()}
 
 
@@ -85,8 +85,9 @@ def test_learned_checks_rank_injected_defects_above_real_faces(learned, check, m
     assert auc >= min_auc, (check, auc)
 
 
-def test_defect_model_is_deterministic_for_a_seed(faces):
-    cfg = ["model.n_clean=400", "model.n_per_defect=80", "model.min_per_defect=80", "model.epochs=1"]
+def test_defect_model_trained_on_the_workspace_is_deterministic_for_a_seed(faces):
+    cfg = ["model.weights=none", "model.n_clean=400", "model.n_per_defect=80", "model.min_per_defect=80",
+           "model.epochs=1"]
     a = _scores(faces[:150], ["watermark"], cfg, seed=5)["watermark"]["score"].to_numpy()
     b = _scores(faces[:150], ["watermark"], cfg, seed=5)["watermark"]["score"].to_numpy()
     c = _scores(faces[:150], ["watermark"], cfg, seed=6)["watermark"]["score"].to_numpy()
@@ -147,8 +148,7 @@ def test_detector_and_text_evidence_on_real_crops(faces):
 
 def test_non_face_score_is_lowered_where_the_face_detector_finds_a_face(faces):
     images = np.ascontiguousarray(faces[:60])
-    base = ["model.n_clean=400", "model.n_per_defect=80", "model.min_per_defect=80", "model.epochs=1",
-            "non_face.face_check_share=1.0"]
+    base = ["non_face.face_check_share=1.0", "non_face.fusion=false"]
     plain = _scores(images, ["non_face"], base + ["non_face.face_found_factor=1.0"])["non_face"]["score"].to_numpy()
     fused = _scores(images, ["non_face"], base + ["non_face.face_found_factor=0.1"])["non_face"]["score"].to_numpy()
     boxes = [detect_face(im) for im in images]
@@ -162,9 +162,8 @@ def test_benchmark_on_the_sample_writes_recall_per_defect_without_timing(sample_
     from curate.audit.bench import run_bench
 
     out = tmp_path / "audit.md"
-    small = ["model.n_clean=300", "model.n_per_defect=60", "model.min_per_defect=60", "model.epochs=1"]
     result = run_bench(sample_csv, out=out, scratch=tmp_path / "scratch", per_type=8, limit=800, seed=0,
-                       overrides=small, timing=False, quiet=True)
+                       overrides=["model.adapt=never"], timing=False, quiet=True)
     assert "timing" not in result and set(result["halves"]) == {"tune", "report"}
     report = result["halves"]["report"]
     assert report["recall"]["blank"]["blank"]["at_threshold"] == 1.0  # blank frames: always flagged
@@ -172,4 +171,41 @@ def test_benchmark_on_the_sample_writes_recall_per_defect_without_timing(sample_
     assert all(e["n"] <= 8 for by_check in report["recall"].values() for e in by_check.values())
     text = out.read_text()
     assert "| blank | blank |" in text and "Not measured (`--no-timing`)." in text
-    assert "model.epochs=1" in text  # the overrides are part of the record
+    assert "model.adapt=never" in text  # the overrides are part of the record
+    assert result["model"]["leak_free"] is False and "NOT verified" in text  # not the data it was trained on
+    assert result["halves"]["report"]["model_choice"]["reason"] == "model.adapt is never"
+
+
+def test_non_face_fusion_lifts_flat_placeholders_and_leaves_faces_alone(faces):
+    import cv2 as _cv2
+
+    from curate.audit.checks_learned import FUSION_FEATURES, fuse_non_face, non_face_features
+
+    placeholder = np.full((48, 48), 205, np.uint8)  # a "..." placeholder, as FER2013 holds several
+    _cv2.rectangle(placeholder, (8, 14), (40, 34), 120, -1)
+    for x in (16, 24, 32):
+        _cv2.circle(placeholder, (x, 24), 2, 250, -1)
+    images = np.concatenate([placeholder[None], faces[:40]])
+    fused = _scores(images, ["non_face"])["non_face"]
+    alone = _scores(images, ["non_face"], ["non_face.fusion=false"])["non_face"]
+    assert fused["flagged"].iloc[0] and fused["score"].iloc[0] > alone["score"].iloc[0]
+    assert fused["flagged"].iloc[1:].mean() <= 0.05
+    x = non_face_features(np.array([0.5, 0.5]), np.stack([placeholder, faces[0]]))
+    assert x.shape == (2, len(FUSION_FEATURES)) and x[0, 1] > x[1, 1]  # low_information: placeholder higher
+    w = {"bias": 0.0, "model_logit": 1.0, "low_information": 0.0, "blank": 0.0}
+    np.testing.assert_allclose(fuse_non_face(x, w), [0.5, 0.5])  # identity weights: the model's probability
+
+
+def test_mirror_share_averages_only_the_likeliest_defects(faces):
+    from curate.audit.defect_model import DefectModel
+    from curate.audit.defect_weights import BUNDLED_WEIGHTS, load_weights
+
+    crops = np.ascontiguousarray(faces[:100])
+    net = load_weights(BUNDLED_WEIGHTS).net
+    single = DefectModel(net=net, mirror_tta=False).predict_proba(crops)
+    full = DefectModel(net=net, mirror_tta=True).predict_proba(crops)
+    part = DefectModel(net=net, mirror_tta=True, mirror_share=0.2).predict_proba(crops)
+    top = (1 - single[:, 0]) >= np.quantile(1 - single[:, 0], 0.8)
+    assert top.sum() >= 20
+    np.testing.assert_allclose(part[top], full[top], atol=1e-5)
+    np.testing.assert_allclose(part[~top], single[~top], atol=1e-6)

@@ -37,6 +37,13 @@ DEFECTS: dict[str, tuple[str, ...]] = {
     # diagnostic, not a benchmark defect: overlays drawn by the defect model's own training generator
     "wm_training_generator": ("watermark",),
 }
+REVIEWED_CHECKS: dict[str, tuple[str, ...]] = {
+    # reviewed real-defect issue -> the checks ranked on it (the learned check, and for non-faces the
+    # best single statistics: issue 12 asks non_face to be at least as good as low_information)
+    "non_face": ("non_face", "low_information", "blank"),
+    "watermark": ("watermark",),
+    "cartoon": ("cartoon",),
+}
 TARGET_FPR = {"watermark": 0.015, "misaligned": 0.04, "non_face": 0.015, "cartoon": 0.01, "occlusion": 0.01}
 
 
@@ -77,6 +84,12 @@ def inject(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if kind == "non_face_patch":
         return D.non_face_patch(img.shape[0], rng)
     raise ValueError(kind)
+
+
+def bench_halves(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Row positions of the benchmark's *tune* and *report* halves of ``n`` images (seeded)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return {"tune": np.sort(order[: n // 2]), "report": np.sort(order[n // 2:])}
 
 
 def load_reviewed(path: Path | None) -> dict[str, str]:
@@ -159,16 +172,131 @@ def evaluate(findings: pd.DataFrame, truth: pd.DataFrame, thresholds: dict[str, 
                 suffix = "" if name == "reviewed" else "_raw"
                 entry.update({f"at_fpr_{int(k * 100)}{suffix}": float(np.mean(s > v)) for k, v in qs.items()})
             out["recall"].setdefault(kind, {})[check] = entry
+    out["reviewed_ranking"] = rank_reviewed(f)
     return out
+
+
+def rank_reviewed(merged: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """How well each check ranks the real defects a reviewer confirmed above the other untouched images.
+
+    Per reviewed issue and check: positives = untouched images reviewed as that issue, negatives =
+    untouched images not reviewed as any defect; AUROC, average precision and recall at FPR 2%.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    untouched = merged[merged["kind"] == "untouched"]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for issue, checks in REVIEWED_CHECKS.items():
+        for check in checks:
+            part = untouched[untouched["check"] == check]
+            pos = part["reviewed_issue"] == issue
+            neg = part["reviewed_issue"].isna()
+            if not pos.any() or not neg.any():
+                continue
+            s = part["score"].to_numpy(dtype=float)
+            s = np.where(np.isfinite(s), s, -np.inf if not np.isfinite(s).any() else np.nanmin(s) - 1)
+            y = pos.to_numpy()[(pos | neg).to_numpy()]
+            sc = s[(pos | neg).to_numpy()]
+            q = float(np.quantile(s[neg.to_numpy()], 0.98))
+            out.setdefault(issue, {})[check] = {
+                "positives": int(pos.sum()), "negatives": int(neg.sum()),
+                "auroc": float(roc_auc_score(y, sc)), "ap": float(average_precision_score(y, sc)),
+                "recall_at_fpr_2": float(np.mean(s[pos.to_numpy()] > q))}
+    return out
+
+
+def fit_non_face_fusion(ws: Workspace, findings: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """Logistic fusion of the non_face check, fitted on one half's findings (run with ``non_face.fusion=false``).
+
+    Inputs (:data:`~curate.audit.checks_learned.FUSION_FEATURES`): the logit of the
+    detector-adjusted model score, the low_information and blank statistics of the crop.
+    Positives: the injected non-face patches and the untouched images reviewed as non-faces
+    (each kind weighing the same in total); negatives: the untouched images not reviewed as a
+    defect. scikit-learn's default L2 strength (C=1). Returns the weights and the fused scores.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from curate.audit.checks_learned import FUSION_FEATURES, non_face_features
+
+    part = findings[findings["check"] == "non_face"].merge(truth, on="image_id")
+    crops = np.asarray(ws.pixels())[ws.index_of(part["image_id"])]
+    x = non_face_features(part["score"].to_numpy(dtype=float), crops)
+    reviewed = ((part["kind"] == "untouched") & (part["reviewed_issue"] == "non_face")).to_numpy()
+    injected = (part["kind"] == "non_face_patch").to_numpy()
+    negative = ((part["kind"] == "untouched") & part["reviewed_issue"].isna()).to_numpy()
+    use = reviewed | injected | negative
+    weight = np.where(reviewed, injected.sum() / max(reviewed.sum(), 1), 1.0)
+    fit = LogisticRegression(max_iter=5000).fit(x[use], (reviewed | injected)[use], sample_weight=weight[use])
+    weights = {"bias": round(float(fit.intercept_[0]), 4),
+               **{k: round(float(v), 4) for k, v in zip(FUSION_FEATURES, fit.coef_[0])}}
+    return {"weights": weights, "positives_injected": int(injected.sum()), "positives_reviewed": int(reviewed.sum()),
+            "negatives": int(negative.sum()), "image_id": part["image_id"].to_numpy(), "x": x}
+
+
+def model_record(model_cfg: dict[str, Any], images: np.ndarray, ids: list[str], halves: dict[str, np.ndarray],
+                 limited: bool) -> dict[str, Any]:
+    """Which defect model the benchmark runs and whether it could have seen the reporting half.
+
+    A loaded model is leak-free here when its sidecar says it was trained on this very data (same
+    pixel-store digest) with this benchmark's reporting half held out (same id digest).
+    """
+    from curate.audit.defect_model import is_scratch
+    from curate.audit.defect_weights import BUNDLED_WEIGHTS, ids_digest, pixels_digest, read_sidecar
+
+    weights = str(model_cfg.get("weights", "bundled")).strip()
+    if is_scratch(weights):
+        return {"weights": "none", "leak_free": True,
+                "text": "trained from scratch on each half's own workspace (`model.weights: none`), injected images "
+                        "included, as in real use"}
+    path = BUNDLED_WEIGHTS if weights == "bundled" else Path(weights).expanduser()
+    meta = read_sidecar(path)
+    t = meta.get("training", {})
+    held = (t.get("held_out") or {}).get("bench_report_half") or {}
+    same_data = not limited and t.get("workspace_pixels_sha256") == pixels_digest(images)
+    report_out = held.get("ids_sha256") == ids_digest([ids[i] for i in halves["report"]])
+    rec = {"weights": str(path), "name": meta.get("name"), "sha256": meta.get("weights_sha256"),
+           "trained_on": t.get("data"), "images_used": t.get("images_used"), "held_out": t.get("held_out"),
+           "command": meta.get("command"), "leak_free": bool(same_data and report_out)}
+    if rec["leak_free"]:
+        rec["text"] = (f"`{path.name}` (sha256 {str(rec['sha256'])[:12]}), trained by `{meta.get('command')}` on "
+                       f"{t.get('images_used', 0):,} images of this same data (pixel-store digest matches) with this "
+                       "benchmark's reporting half held out (its image-id digest matches): the model never saw a "
+                       "reporting-half image, and no injected defect of either half")
+    else:
+        rec["text"] = (f"`{path.name}` (sha256 {str(rec['sha256'])[:12]}), trained on {t.get('data')}: NOT verified "
+                       "to have held out this benchmark's reporting half (other data, --limit, or another seed); "
+                       "its figures may be optimistic")
+    return rec
+
+
+SHIFTS: dict[str, str] = {
+    "tight": "every crop framed 1/6 tighter (its central 40x40 of 48x48, resized back), as another dataset's "
+             "face cropping would be",
+}
+"""Domain shifts ``--shift`` applies to every image before the halves are built (defects are then injected
+into the shifted crops): a workspace unlike the data the bundled model was trained on."""
+
+
+def apply_shift(images: np.ndarray, kind: str) -> np.ndarray:
+    """``images`` under the domain shift ``kind`` (see :data:`SHIFTS`)."""
+    import cv2
+
+    if kind not in SHIFTS:
+        raise CurateError(f"unknown shift {kind!r}; known: {', '.join(SHIFTS)}", exit_code=2)
+    side = images.shape[1]
+    m = int(round(side / 12))
+    return np.stack([cv2.resize(np.ascontiguousarray(im[m:side - m, m:side - m]), (side, side),
+                                interpolation=cv2.INTER_LINEAR) for im in images])
 
 
 def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limit: int | None = None, seed: int = 0,
               overrides: list[str] | None = None, reviewed: Path | None = None, timing: bool = True,
-              quiet: bool = False) -> dict[str, Any]:
+              shift: str | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the benchmark (see module docstring) and write the markdown report ``out``.
 
     ``reviewed``: CSV of images a reviewer confirmed as real defects (image_id, issue), left out
     of the negatives for the "reviewed" figures. ``timing``: also time every check on all images.
+    ``shift``: a domain shift (:data:`SHIFTS`) applied to every image first.
     """
     from curate.audit.api import audit
     from curate.findings import read_findings
@@ -189,22 +317,47 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
     ids = base.manifest()["image_id"].tolist()
     if limit:
         images, ids = images[:limit], ids[:limit]
-    order = np.random.default_rng(seed).permutation(len(ids))
-    halves = {"tune": np.sort(order[: len(ids) // 2]), "report": np.sort(order[len(ids) // 2:])}
+    halves = bench_halves(len(ids), seed)
     cfg = load_config("audit", overrides)
     thresholds = {k: v["threshold"] for k, v in cfg.items() if isinstance(v, dict) and "threshold" in v}
     review = load_reviewed(reviewed)
+    from curate.audit.defect_model import model_choice
+
+    model = model_record(cfg["model"], images, ids, halves, limited=bool(limit) and limit < len(base.manifest()))
+    if shift:
+        images = apply_shift(images, shift)
     result: dict[str, Any] = {"data": str(data), "images": len(ids), "per_type": per_type, "seed": seed,
+                              "shift": {"kind": shift, "text": SHIFTS[shift]} if shift else None,
                               "overrides": overrides or [], "halves": {},
                               "reviewed": {"file": str(reviewed) if reviewed else None, "images": len(review),
-                                           "by_issue": pd.Series(review).value_counts().to_dict() if review else {}}}
+                                           "by_issue": pd.Series(review).value_counts().to_dict() if review else {}},
+                              "model": model}
+    fuse = bool(cfg.get("non_face", {}).get("fusion", False))
+    fusion: dict[str, Any] | None = None
     for h, (name, rows) in enumerate(halves.items()):
         ws, truth = build_workspace(scratch / f"ws-{name}", images[rows], [ids[i] for i in rows], per_type,
                                     seed=seed * 1000 + 17 + h, reviewed=review)
-        summary = audit(ws, None, overrides=overrides, seed=seed + h, quiet=quiet)
-        ev = evaluate(read_findings(ws), truth, thresholds)
+        extra: list[str] = []
+        if fuse and name == "tune":  # the fusion is fitted on the tuning half's model scores ...
+            extra = ["non_face.fusion=false"]
+        elif fuse and fusion is not None:  # ... and the reporting half is measured with what was fitted there
+            extra = [f"non_face.fusion_weights.{k}={v}" for k, v in fusion["weights"].items()]
+        summary = audit(ws, None, overrides=list(overrides or []) + extra or None, seed=seed + h, quiet=quiet)
+        findings = read_findings(ws)
+        ev = evaluate(findings, truth, thresholds)
+        if fuse and name == "tune" and (truth["kind"] == "non_face_patch").any():
+            from curate.audit.checks_learned import fuse_non_face
+
+            fusion = fit_non_face_fusion(ws, findings, truth)
+            fused = pd.Series(fuse_non_face(fusion.pop("x"), fusion["weights"]), index=fusion.pop("image_id"))
+            neg = truth[(truth["kind"] == "untouched") & truth["reviewed_issue"].isna()]["image_id"]
+            ev["suggested_thresholds"]["non_face"] = round(float(np.quantile(fused[neg], 1 - TARGET_FPR["non_face"])), 4)
+            fusion["config_matches"] = {k: float(v) for k, v in cfg["non_face"]["fusion_weights"].items()} == \
+                fusion["weights"]
+            result["non_face_fusion"] = fusion
         ev.update(images=int(len(truth)), untouched=int(len(rows)), seconds=summary["seconds"],
-                  seconds_per_check=summary["seconds_per_check"])
+                  seconds_per_check=summary["seconds_per_check"],
+                  model_choice=model_choice(np.asarray(ws.pixels()), cfg["model"], seed=seed + h))
         result["halves"][name] = ev
     if timing:
         timing_ws = Workspace(scratch / "ws-timing")
@@ -213,6 +366,7 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
         load0 = os.getloadavg()
         run = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
         result["timing"] = {"images": run["images"], "seconds": round(time.perf_counter() - t0, 1),
+                            "model_choice": model_choice(images, cfg["model"], seed=seed),
                             "seconds_per_check": run["seconds_per_check"],
                             "load_before": [round(x, 2) for x in load0],
                             "load_after": [round(x, 2) for x in os.getloadavg()],

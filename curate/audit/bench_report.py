@@ -15,8 +15,11 @@ APPROACH = """## How the checks work
   p2-p98 range, Laplacian std divided by the image's own contrast). Thresholds come from the score distribution
   of the 35,887 FER2013 crops (each flags about the most extreme 0.1%).
 - **Learned checks** (non_face, misaligned, watermark, cartoon, occlusion) share one *defect model*: a compact
-  VGG-style CNN (`vgg_fer`, width 0.25) trained at run time by the toolkit's own trainer on the audited workspace
-  itself (self-supervised). Its real crops are the "clean" class; seeded OpenCV generators
+  VGG-style CNN (`vgg_fer`, width 0.25). By default the model that ships with the package is loaded
+  (`curate/audit/models/defect-v1.pt`, trained once on FER2013 by `curate audit-model train`; see "Defect model"
+  above) and fine-tuned on the audited workspace only when `model.adapt` says so; `model.weights: none` trains it
+  at run time on the audited workspace instead. Training is self-supervised, by the toolkit's own trainer: the
+  real crops are the "clean" class; seeded OpenCV generators
   (`curate/audit/synthetic.py`: Hershey vector fonts and cv2 logos, cv2 affine warps with mixed border modes,
   zoomed-in corners of other crops / procedural textures / tile-shuffled faces, bilateral+posterise cartoons and
   pencil sketches, hand-shaped occluders) turn the clean examples themselves into the defect classes, so each
@@ -25,12 +28,22 @@ APPROACH = """## How the checks work
   would teach that shifted faces are clean). The score of a check is the network's softmax probability for
   its class, averaged over the crop and its mirror image. Candidates get detector evidence: a Haar face box
   (offset, scale) and eye-line roll from the eye cascade, or the largest text-like stroke region.
+- **non_face fusion**: the non_face score is the model's probability (lowered where the Haar detector finds a
+  face filling the crop), fused with the crop's low_information and blank statistics by a logistic regression
+  fitted on the tuning half (positives: injected non-face patches and reviewed real non-faces; negatives: the
+  untouched images not reviewed as defects). The benchmark fits it on the tuning half with the fusion off and
+  measures the reporting half with the weights it fitted.
+- **Adaptation** (`model.adapt`): how the bundled model was made, the rule of `adapt: auto` and what adapting
+  adds (measured with this benchmark, `adapt: always` vs `never`, on FER2013 and on FER2013 framed tighter)
+  are in `reports/audit-model.md`.
 - **The benchmark is not circular**: the injected defects (`curate/audit/bench_defects.py`) use other renderers,
   fonts and sources (PIL with its default bitmap font and the machine's TrueType fonts, scipy warps with edge
   padding, crops of scikit-image / scikit-learn sample photos) than the training generators. The data is split in
   two seeded halves; thresholds are tuned (target FPR) on the *tuning* half and written to configs/audit.yaml; the
-  figures above come from the *reporting* half, with a different injection seed. In each half the defect model
-  trains on that half's workspace, injected images included (as in real use, it never sees which are defects).
+  figures above come from the *reporting* half, with a different injection seed. The bundled defect model was
+  trained on the tuning half's untouched images only (the benchmark checks this from the model's sidecar, see
+  "Defect model"); when it is adapted, or with `model.weights: none`, it trains on that half's workspace, injected
+  images included (as in real use, it never sees which are defects).
 - **Diagnostic row** `wm_training_generator`: overlays drawn by the defect model's *own* training generator
   (`curate/audit/synthetic.py`, a fresh seed), not a benchmark defect. Its recall at the same FPR tells whether
   the benchmark's watermarks are missed because they are rendered differently (then this row scores far higher)
@@ -68,6 +81,43 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{v:.1%}"
 
 
+def _choice(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "n/a"
+    if c.get("weights") == "none":
+        return "trained from scratch on the workspace"
+    return f"{'adapt' if c.get('adapt') else 'no adaptation'} ({c.get('reason')})"
+
+
+def _model_lines(result: dict[str, Any]) -> list[str]:
+    m = result.get("model")
+    if not m:
+        return []
+    lines = ["## Defect model", "", f"Model: {m['text']}.", "",
+             "Decision of `model.adapt` (a fine-tune it decides on is then capped to `model.adapt_budget_s`):", ""]
+    for name in ("tune", "report"):
+        half = result["halves"].get(name, {})
+        lines.append(f"- {name} half: {_choice(half.get('model_choice'))}")
+    if result.get("timing"):
+        lines.append(f"- timing run (all images): {_choice(result['timing'].get('model_choice'))}")
+    return lines + [""]
+
+
+def _reviewed_lines(half: dict[str, Any]) -> list[str]:
+    ranking = half.get("reviewed_ranking") or {}
+    if not ranking:
+        return []
+    lines = ["", "Real defects a reviewer confirmed in this half (untouched images; negatives = the untouched images "
+                 "not reviewed as a defect): how well each check ranks them.", "",
+             "| reviewed issue | check | positives | AUROC | average precision | recall at FPR 2% |",
+             "|---|---|---:|---:|---:|---:|"]
+    for issue, per_check in ranking.items():
+        for check, r in per_check.items():
+            lines.append(f"| {issue} | {check} | {r['positives']} | {r['auroc']:.3f} | {r['ap']:.3f} | "
+                         f"{_pct(r['recall_at_fpr_2'])} |")
+    return lines
+
+
 def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]) -> Path:
     """Write the benchmark report to ``out`` and return its path."""
     rep, tune = result["halves"]["report"], result["halves"]["tune"]
@@ -78,8 +128,10 @@ def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]
         f"Command: `{cmd}`",
         "",
         f"Data: {result['data']} ({result['images']:,} images), {result['per_type']} injected images per defect "
-        f"type and half, seed {result['seed']}. Overrides: {result['overrides'] or 'none'}.",
+        f"type and half, seed {result['seed']}. Overrides: {result['overrides'] or 'none'}."
+        + (f" Domain shift `{result['shift']['kind']}`: {result['shift']['text']}." if result.get("shift") else ""),
         "",
+        *_model_lines(result),
         "## Results on the reporting half",
         "",
         f"{rep['untouched']:,} untouched images + injected defects ({rep['images']:,} images in the workspace). "
@@ -94,6 +146,7 @@ def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]
         for check, r in per_check.items():
             lines.append(f"| {kind} | {check} | {r['n']} | {_pct(r['at_threshold'])} | {_pct(r.get('at_fpr_2'))} | "
                          f"{_pct(r.get('at_fpr_5'))} | {_pct(r.get('at_fpr_2_raw'))} | {_pct(r.get('at_fpr_5_raw'))} |")
+    lines += _reviewed_lines(rep)
     lines += ["", "| check | threshold | FPR on untouched images (reviewed negatives) | FPR (raw negatives) |",
               "|---|---:|---:|---:|"]
     for check, f in rep["fpr"].items():
@@ -106,6 +159,16 @@ def write_report(result: dict[str, Any], out: Path, thresholds: dict[str, float]
               "| check | suggested threshold |", "|---|---:|"]
     for check, t in tune["suggested_thresholds"].items():
         lines.append(f"| {check} | {t} |")
+    fusion = result.get("non_face_fusion")
+    if fusion:
+        w = fusion["weights"]
+        lines += ["", f"non_face fusion fitted on this half (logistic regression, scikit-learn defaults; positives: "
+                      f"{fusion['positives_injected']} injected non-face patches and {fusion['positives_reviewed']} "
+                      f"reviewed real non-faces, each kind weighing the same; {fusion['negatives']:,} negatives): "
+                      f"score = sigmoid({w['bias']} + {w['model_logit']} x logit(model) + {w['low_information']} x "
+                      f"low_information + {w['blank']} x blank). The reporting half above is measured with these "
+                      f"weights; configs/audit.yaml `non_face.fusion_weights` "
+                      f"{'holds the same' if fusion.get('config_matches') else 'holds OTHER weights (copy these)'}."]
     lines += ["", APPROACH.rstrip()]
     t = result.get("timing")
     if t is None:

@@ -1,8 +1,9 @@
 """Learned checks: non_face, misaligned, watermark, cartoon, occlusion.
 
-All five read one shared :class:`~curate.audit.defect_model.DefectModel`, trained once per run
-on the workspace's own crops plus synthetic defects; the score is the model's probability for
-the check's class. Rows whose score reaches ``evidence_min`` (a fraction of the threshold)
+All five read one shared :class:`~curate.audit.defect_model.DefectModel`, obtained once per run
+(by default the model bundled with the package, adapted to the workspace only when that helps;
+see :func:`~curate.audit.defect_model.defect_model_for`); the score is the model's probability
+for the check's class. Rows whose score reaches ``evidence_min`` (a fraction of the threshold)
 also get detector evidence: a Haar face box (offset, scale, eye-line roll) or the largest
 text-like stroke region, so a reviewer can see why an image was flagged.
 """
@@ -12,18 +13,31 @@ import cv2
 import numpy as np
 
 from curate.audit.base import AuditContext, Check
-from curate.audit.defect_model import train_defect_model
+from curate.audit.defect_model import defect_model_for
 from curate.audit.faces import FaceBox, describe_box, detect_face
+from curate.errors import CurateError
 
 
 def defect_probs(ctx: AuditContext) -> np.ndarray:
-    """(N, classes) defect-model probabilities for every image of the run (computed once)."""
+    """(N, classes) defect-model probabilities for every image of the run (computed once).
+
+    A model that cannot be had (a missing or corrupt weights file, a bad ``model.*`` setting)
+    raises the same CurateError on every later call without retrying.
+    """
+    failed = ctx.cache.get("defect_model_error")
+    if failed is not None:
+        raise failed
+
     def compute():
-        model = ctx.shared("defect_model", lambda: train_defect_model(ctx.images, ctx.config["model"],
-                                                                     seed=ctx.seed, quiet=ctx.quiet))
+        model = ctx.shared("defect_model", lambda: defect_model_for(ctx.images, ctx.config["model"],
+                                                                   seed=ctx.seed, quiet=ctx.quiet))
         return model.predict_proba(ctx.images, quiet=ctx.quiet)
 
-    return ctx.shared("defect_probs", compute)
+    try:
+        return ctx.shared("defect_probs", compute)
+    except CurateError as exc:
+        ctx.cache["defect_model_error"] = exc
+        raise
 
 
 def face_box(ctx: AuditContext, row: int) -> FaceBox:
@@ -53,18 +67,30 @@ def text_region(img: np.ndarray, min_contrast: int = 40) -> str:
 
 class _LearnedCheck(Check):
     cls_name = ""
+    setup_error: CurateError | None = None
 
     def _column(self, ctx: AuditContext) -> int:
         return list(ctx.shared("defect_model", lambda: None).classes).index(self.cls_name)
 
     def score(self, ctx: AuditContext, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        probs = defect_probs(ctx)
+        try:
+            probs = defect_probs(ctx)
+        except CurateError as exc:
+            self.setup_error = exc
+            raise
         scores = probs[rows, self._column(ctx)].astype(np.float64)
         scores = self.adjust(ctx, rows, scores)
         need = scores >= float(self.params.get("evidence_min", 0.5)) * self.threshold
         evidence = [self.evidence(ctx, int(r), float(s)) if n else f"model p={s:.2f}"
                     for r, s, n in zip(rows, scores, need)]
         return scores, evidence
+
+    def flag(self, scores: np.ndarray) -> np.ndarray:
+        # The run isolates failing images (an unreadable image gets an "error:" row); a model that
+        # cannot be loaded is no image's fault, so it stops the run here, with its own message.
+        if self.setup_error is not None:
+            raise self.setup_error
+        return super().flag(scores)
 
     def adjust(self, ctx: AuditContext, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return scores
@@ -73,14 +99,44 @@ class _LearnedCheck(Check):
         return f"model p={score:.2f}"
 
 
+FUSION_FEATURES = ("model_logit", "low_information", "blank")
+"""Inputs of the non_face fusion, in order: logit of the (detector-adjusted) model probability and the
+low_information and blank scores of the crop."""
+
+
+def non_face_features(model_scores: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """(N, 3) fusion inputs (:data:`FUSION_FEATURES`) for model scores and their uint8 crops."""
+    from curate.audit import quality as q
+
+    p = np.clip(np.asarray(model_scores, np.float64), 1e-9, 1 - 1e-9)
+    crops = np.asarray(crops)
+    return np.stack([np.log(p / (1 - p)), 1.0 - q.entropy_bits(crops, bins=64) / 6.0,
+                     q.dominant_fraction(crops).astype(np.float64)], axis=1)
+
+
+def fuse_non_face(features: np.ndarray, weights: dict) -> np.ndarray:
+    """Logistic fusion: sigmoid(bias + sum of weight x feature)."""
+    z = float(weights.get("bias", 0.0)) + features @ np.array([float(weights[k]) for k in FUSION_FEATURES])
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 class NonFace(_LearnedCheck):
     name = "non_face"
     cls_name = "non_face"
-    description = ("Not a face (object, texture, scenery, placeholder): defect-model probability, combined with "
-                   "OpenCV's Haar face detector: the highest-scored images (face_check_share) are run through "
-                   "the detector and a face box filling the crop multiplies the score by face_found_factor.")
+    description = ("Not a face (object, texture, scenery, placeholder, sign): the defect model's probability, "
+                   "lowered where OpenCV's Haar detector finds a face filling the crop (among the highest-scored "
+                   "face_check_share), then fused with the crop's low_information and blank statistics by a "
+                   "logistic model fitted on the benchmark's tuning half (fusion_weights; fusion: false = the "
+                   "model alone).")
 
     def adjust(self, ctx, rows, scores):
+        scores = self._detector(ctx, rows, scores)
+        if not self.params.get("fusion", False) or len(scores) == 0:
+            return scores
+        features = non_face_features(scores, np.asarray(ctx.images[rows]))
+        return fuse_non_face(features, self.params["fusion_weights"])
+
+    def _detector(self, ctx, rows, scores):
         factor = float(self.params.get("face_found_factor", 1.0))
         share = float(self.params.get("face_check_share", 0.0))
         if factor >= 1.0 or share <= 0 or len(scores) == 0:

@@ -103,6 +103,63 @@ def register(app: typer.Typer) -> None:
 
         run_guarded(go)
 
+    model_app = typer.Typer(help="The defect model of the learned audit checks: train a weights file, show one.",
+                            no_args_is_help=True)
+    app.add_typer(model_app, name="audit-model")
+
+    @model_app.command("train")
+    def audit_model_train(
+        workspace: Path = WorkspaceOpt,
+        out: Path = typer.Option(..., "--out", help="Weights file to write (NAME.pt; NAME.json is written next to it)."),
+        holdout_bench: Optional[int] = typer.Option(None, "--holdout-bench-seed", help="Leave out the `curate "
+                                                    "bench-audit --seed N` reporting half of this workspace (the "
+                                                    "workspace must hold the benchmark's data, in ingest order)."),
+        reviewed: Optional[Path] = typer.Option(None, "--reviewed", help="CSV (image_id, issue) of confirmed real "
+                                                "defects: kept out of the clean class."),
+        seed: int = SeedOpt,
+        set_: Optional[List[str]] = SetOpt,
+        config: Optional[Path] = ConfigOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Train the defect model on a workspace (model.* settings of configs/audit.yaml) and write a weights file.
+
+        Use it with `curate audit --set model.weights=PATH`; the package's own model was made with this command
+        (see reports/audit.md).
+        """
+        from curate.audit.model_train import train_bundle
+        from curate.workspace import Workspace
+
+        def go():
+            ws = Workspace.open(workspace)
+            result = train_bundle(ws, out, overrides=set_, config_file=config, seed=seed,
+                                  holdout_bench_seed=holdout_bench, reviewed=reviewed, quiet=quiet)
+            emit(result, as_json, lambda r: (f"wrote {r['weights']} ({r['bytes'] / 1024:.0f} KB) and {r['sidecar']}: "
+                                             f"{r['images_used']:,} training images, {r['train_seconds']:.0f} s"),
+                 quiet)
+
+        run_guarded(go)
+
+    @model_app.command("info")
+    def audit_model_info(
+        weights: Optional[Path] = typer.Argument(None, help="Weights file (default: the bundled model)."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Show a weights file's sidecar: classes, network, training data, seed, version, command."""
+        from curate.audit.defect_weights import BUNDLED_WEIGHTS
+        from curate.audit.model_train import describe
+
+        def render(m: dict) -> str:
+            t = m.get("training", {})
+            return "\n".join([f"{m['weights']} ({(m['bytes'] or 0) / 1024:.0f} KB, sha256 {m['weights_sha256'][:12]})",
+                              f"  classes: {', '.join(m['classes'])}",
+                              f"  network: {m['model']} {m['model_args']}, {m['image_size']}x{m['image_size']} grey",
+                              f"  trained on: {t.get('data')} ({t.get('images_used', 0):,} images; held out: "
+                              f"{', '.join(t.get('held_out', {})) or 'nothing'}), seed {m.get('seed')}",
+                              f"  curate {m.get('curate_version')}: {m.get('command')}"])
+
+        run_guarded(lambda: emit(describe(weights or BUNDLED_WEIGHTS), as_json, render, False))
+
     @app.command("bench-audit")
     def bench_audit(
         data: Path = typer.Option(Path("../shared/data/fer2013/fer2013.csv.gz"), "--data",
@@ -114,6 +171,8 @@ def register(app: typer.Typer) -> None:
         reviewed: Optional[Path] = typer.Option(None, "--reviewed", help="CSV (image_id, issue) of images a reviewer "
                                                  "confirmed as real defects: left out of the negatives."),
         timing: bool = typer.Option(True, "--timing/--no-timing", help="Also time every check on all images."),
+        shift: Optional[str] = typer.Option(None, "--shift", help="Apply a domain shift to every image first "
+                                            "(tight: faces framed 1/6 tighter), to measure adaptation."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
@@ -124,7 +183,8 @@ def register(app: typer.Typer) -> None:
 
         def go():
             result = run_bench(data, out=out, scratch=scratch, per_type=per_type, limit=limit, seed=seed,
-                               overrides=set_, reviewed=reviewed, timing=timing, quiet=quiet)
+                               overrides=set_, reviewed=reviewed, timing=timing, shift=shift,
+                               quiet=quiet)
             emit(result, as_json, lambda r: f"report written to {r['report']}", quiet)
 
         run_guarded(go)
