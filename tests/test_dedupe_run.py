@@ -187,7 +187,8 @@ def test_dedupe_benchmark_on_the_sample_scores_methods_and_reports_growth(sample
 
     report = tmp_path / "dedupe.md"
     result = bench_dedupe_step(sample_ws, {"n_base": 600, "per_transform": 15, "radii": [4], "imagededup": False,
-                                           "hash_loop_images": 200, "report": str(report)}, seed=0, quiet=True)
+                                           "hash_loop_images": 200, "cli_runs": 1, "report": str(report)},
+                               seed=0, quiet=True)
     assert result["exact"]["recall"] == 1.0 and result["exact"]["false_edges"] == 0
     default = result["methods"]["default (configs/dedupe.yaml)"]
     assert default["recall"] >= 0.85 and default["precision"] >= 0.95
@@ -196,5 +197,10 @@ def test_dedupe_benchmark_on_the_sample_scores_methods_and_reports_growth(sample
     assert grown["images"] == 4 * full["images"] and grown["pairs"] > full["pairs"]
     assert len(grown["timings"]["runs_seconds"]) == 5
     assert grown["seconds"] == pytest.approx(min(grown["timings"]["runs_seconds"]), abs=1e-3)
+    cli, cli_none = result["timing"]["cli_default"], result["timing"]["cli_embedder_none"]
+    assert cli["pairs_by_method"].get("pixel", 0) > 0 and "pixel_verify_s" in cli["timings"]  # the default run
+    assert cli_none["args"] == ["--embedder", "none"] and "pixel_verify_s" not in cli_none["timings"]
+    assert not (sample_ws.root / "duplicates.parquet").exists()  # the timed runs worked on copies
     text = report.read_text()
     assert "| default (configs/dedupe.yaml) |" in text and "Growth per step:" in text
+    assert "**Default `curate dedupe` on the whole workspace**" in text and "`--embedder none`" in text

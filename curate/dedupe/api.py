@@ -71,10 +71,15 @@ def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, fl
 
 
 def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known: pd.DataFrame | None = None,
-                    seed: int = 0, timings: dict[str, float] | None = None, quiet: bool = True) -> pd.DataFrame:
-    """kNN edges from an embedder; pixel candidates are verified by registration (mirror-aware)."""
+                    groups: np.ndarray | None = None, seed: int = 0, timings: dict[str, float] | None = None,
+                    quiet: bool = True) -> pd.DataFrame:
+    """kNN edges from an embedder; pixel candidates are verified by registration (mirror-aware).
+
+    ``known`` (edges already found) and ``groups`` (an exact-copy group code per image) spare
+    registrations whose outcome is already settled (see :func:`_verify`).
+    """
     from curate.dedupe.embed import make_embedder
-    from curate.dedupe.search import knn_pairs
+    from curate.dedupe.search import cosine_index, knn_pairs
 
     embedder = make_embedder(kind, cfg)
     if embedder is None or len(images) < 2:
@@ -85,43 +90,83 @@ def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known
     mirrored = embedder.embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1])) if cfg["hash"]["mirror"] else None
     t1 = time.perf_counter()
     floor = float(kc["min_similarity"]) if kind == "pixel" else 1.0 - float(cfg[kind]["max_distance"])
-    search = dict(exact_below=int(kc["exact_below"]), kind=kc["index"], nprobe=int(kc["nprobe"]), seed=seed)
-    found = [(*knn_pairs(vecs, int(kc["k"]), floor, **search), False)]
+    index = cosine_index(vecs, exact_below=int(kc["exact_below"]), kind=kc["index"], nprobe=int(kc["nprobe"]),
+                         seed=seed)  # one index serves the images and their mirrored queries
+    found = [(*knn_pairs(vecs, int(kc["k"]), floor, index=index), False)]
     if mirrored is not None:
-        found.append((*knn_pairs(vecs, int(kc["k"]), floor, queries=mirrored, **search), True))
+        found.append((*knn_pairs(vecs, int(kc["k"]), floor, queries=mirrored, index=index), True))
     t2 = time.perf_counter()
-    frames = []
-    for a, b, dist, is_mirror in found:
-        method = f"{kind}_mirror" if is_mirror else kind
-        if kind == "pixel" and cfg["pixel"]["verify"]:
-            a, b, dist = _verify(images, a, b, is_mirror, cfg["pixel"], known, quiet)
-        frames.append(_edge_frame(a, b, dist, method))
+    if kind == "pixel" and cfg["pixel"]["verify"]:  # both candidate sets in one registration run
+        found = _verify(images, found, cfg["pixel"], known, groups, quiet)
+    frames = [_edge_frame(a, b, dist, f"{kind}_mirror" if is_mirror else kind) for a, b, dist, is_mirror in found]
     if timings is not None:
         timings.update({f"{kind}_embed_s": round(t1 - t0, 3), f"{kind}_knn_s": round(t2 - t1, 3),
                         f"{kind}_verify_s": round(time.perf_counter() - t2, 3)})
     return pd.concat(frames, ignore_index=True)
 
 
-def _verify(images, a, b, is_mirror, pc, known, quiet):
-    """Keep candidate pairs whose aligned NCC reaches ``min_aligned_ncc``; distance = 1 - NCC."""
-    from curate.dedupe.verify import aligned_similarity
+def _verify(images, found, pc, known, groups, quiet):
+    """Keep the candidate pairs whose aligned NCC reaches ``min_aligned_ncc``; distance = 1 - NCC.
 
+    ``found``: candidate sets ``(a, b, distance, is_mirror)``; the same sets come back, filtered.
+    Registration runs once per distinct pair of image contents: pairs already joined by a
+    known (exact or hash) edge are skipped, pairs inside one exact-copy group (``groups``,
+    a digest code per image) are skipped (their exact edges cover them), and a pair whose
+    images are exact copies of another candidate pair's takes that pair's score (equal
+    pixels, equal score). The kept pairs and scores equal verifying every candidate.
+    """
+    from curate.dedupe.verify import verify_pairs
+
+    sets = [prune_candidates(a, b, known, groups) + (is_mirror,) for a, b, _, is_mirror in found]
+    a = np.concatenate([x[0] for x in sets])
+    b = np.concatenate([x[1] for x in sets])
+    mirror = np.concatenate([np.full(len(x[0]), x[2], bool) for x in sets])
+    scores = np.zeros(len(a), np.float32)
+    if len(a):
+        # one registration per distinct (content of a, content of b, mirrored): a group's first image stands for it
+        ra, rb = a, b
+        if groups is not None:
+            first_of = _first_of_group(groups)
+            ra, rb = first_of[groups[a]], first_of[groups[b]]
+        base = int(max(ra.max(), rb.max())) + 1
+        key = (ra * base + rb) * 2 + mirror
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        accept = float(pc["min_aligned_ncc"])
+        fine_reject = tuple(accept - float(m) for m in np.atleast_1d(pc.get("fine_reject_margin") or ()))
+        with progress(total=len(first), desc="verify pairs", quiet=quiet) as bar:
+            scores = verify_pairs(images, ra[first], rb[first], mirror=mirror[first],
+                                  coarse_reject=float(pc["coarse_reject"]), fine_reject=fine_reject,
+                                  tol=tuple(float(x) for x in np.broadcast_to(pc.get("converge_px") or 0.0, 2)),
+                                  progress=bar.update)[inv.ravel()]
+    keep = scores >= float(pc["min_aligned_ncc"])
+    out, s = [], 0
+    for sa, sb, is_mirror in sets:
+        k, sc = keep[s:s + len(sa)], scores[s:s + len(sa)]
+        out.append((sa[k], sb[k], 1.0 - sc[k].astype(np.float64), is_mirror))
+        s += len(sa)
+    return out
+
+
+def _first_of_group(groups: np.ndarray) -> np.ndarray:
+    """The smallest position of each group code (codes 0..k-1)."""
+    first = np.full(int(groups.max()) + 1, len(groups), np.int64)
+    np.minimum.at(first, groups, np.arange(len(groups)))
+    return first
+
+
+def prune_candidates(a: np.ndarray, b: np.ndarray, known: pd.DataFrame | None,
+                     groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (a, b) that still need registration: not an edge of ``known`` and (with
+    ``groups``, an exact-copy group code per image) not two copies of one image."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if known is not None and len(known) and len(a):
         done = pd.MultiIndex.from_arrays([np.minimum(known["a"], known["b"]), np.maximum(known["a"], known["b"])])
         fresh = ~pd.MultiIndex.from_arrays([a, b]).isin(done)
         a, b = a[fresh], b[fresh]
-    if len(a) == 0:
-        return a, b, np.zeros(0)
-    scores = np.zeros(len(a), np.float32)
-    step = 4096
-    for s in progress(range(0, len(a), step), total=-(-len(a) // step), desc="verify pairs", quiet=quiet):
-        ia, ib = a[s:s + step], b[s:s + step]
-        img_a, img_b = np.asarray(images[ia]), np.asarray(images[ib])
-        if is_mirror:
-            img_b = np.ascontiguousarray(img_b[:, :, ::-1])
-        scores[s:s + step] = aligned_similarity(img_a, img_b, coarse_reject=float(pc["coarse_reject"]))
-    keep = scores >= float(pc["min_aligned_ncc"])
-    return a[keep], b[keep], 1.0 - scores[keep].astype(np.float64)
+    if groups is not None and len(a):
+        other = groups[a] != groups[b]
+        a, b = a[other], b[other]
+    return a, b
 
 
 def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any], *, embedder: str | None = None,
@@ -143,13 +188,23 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any
     kind = cfg["embedder"] if embedder is None else embedder
     if kind and kind != "none":
         known = pd.concat(frames, ignore_index=True) if frames else None
-        frames.append(embedding_edges(images, kind, cfg, known=known, seed=seed, timings=timings, quiet=quiet))
+        groups = None if digests is None else _group_codes(digests)
+        frames.append(embedding_edges(images, kind, cfg, known=known, groups=groups, seed=seed, timings=timings,
+                                      quiet=quiet))
     edges = pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "exact")
     if digests is not None and len(edges):
         d = pd.Series(digests).reset_index(drop=True)
         same = (d.iloc[edges["a"]].to_numpy() == d.iloc[edges["b"]].to_numpy()) & (edges["method"] != "exact").to_numpy()
         edges = edges[~same]
     return edges.reset_index(drop=True)
+
+
+def _group_codes(digests: pd.Series) -> np.ndarray:
+    """An integer code per image, equal for equal digests; an image without a digest is its own group."""
+    codes, _ = pd.factorize(pd.Series(digests).reset_index(drop=True))
+    missing = np.flatnonzero(codes < 0)
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(len(missing))
+    return codes.astype(np.int64)
 
 
 def fill_quality(images: np.ndarray, edges: pd.DataFrame, quality: np.ndarray) -> None:

@@ -49,17 +49,39 @@ class PixelEmbedder:
         return out
 
     def _embed(self, images: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import gaussian_filter
-
         x = images.astype(np.float32)
-        if self.blur > 0:
-            x = gaussian_filter(x, sigma=(0, self.blur, self.blur), mode="nearest")
-        layout = _block_mean(x, self.grid).reshape(len(x), -1)
+        n, h, w = x.shape
+        # blur then block mean is linear: one projection per axis, (grid, h) and (grid, w); stacked small products
+        ph, pw = _layout_projection(h, self.grid, self.blur), _layout_projection(w, self.grid, self.blur)
+        layout = np.matmul(ph, np.matmul(x, np.ascontiguousarray(pw.T))).reshape(n, -1)
         layout -= layout.mean(axis=1, keepdims=True)
         parts = [_l2(layout)]
         if self.hog_weight > 0:
+            from scipy.ndimage import gaussian_filter
+
+            if self.blur > 0:
+                x = gaussian_filter(x, sigma=(0, self.blur, self.blur), mode="nearest")
             parts.append(self.hog_weight * _l2(_orientation_histogram(x, self.cells, self.bins)))
         return _l2(np.concatenate(parts, axis=1))
+
+
+def _layout_projection(size: int, grid: int, blur: float) -> np.ndarray:
+    """(grid, size) float32 matrix of a Gaussian blur along one axis (scipy's ``gaussian_filter``
+    weights, radius int(4 sigma + 0.5), edges replicated) followed by :func:`_block_mean`'s area average."""
+    blur_m = np.eye(size)
+    if blur > 0:
+        radius = int(4.0 * blur + 0.5)
+        t = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (t / blur) ** 2)
+        weights /= weights.sum()
+        blur_m = np.zeros((size, size))
+        cols = np.clip(np.arange(size)[:, None] + t[None, :], 0, size - 1)
+        np.add.at(blur_m, (np.repeat(np.arange(size), len(t)), cols.ravel()), np.tile(weights, size))
+    f = size // grid
+    mean_m = np.zeros((grid, size))
+    for g in range(grid):
+        mean_m[g, g * f:(g + 1) * f] = 1.0 / f
+    return (mean_m @ blur_m).astype(np.float32)
 
 
 def _block_mean(x: np.ndarray, grid: int) -> np.ndarray:

@@ -65,24 +65,53 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: dict[str,
     lines += ["", "Base-base false pairs: pairs between two base images of different digest groups (after the "
               "cleaning above these are false positives of the method on untouched real images).", ""]
     hc, pc, kc = cfg["hash"], cfg["pixel"], cfg["knn"]
-    lines += ["Default configuration: exact digest groups + " + ", ".join(hc["methods"]) +
+    lines += ["Default configuration (every row named `default` and every timing below unless it names "
+              "another setting): exact digest groups + " + ", ".join(hc["methods"]) +
               f" Hamming radius <= {hc['radius']} (mirror {'on' if hc['mirror'] else 'off'}) + embedder "
               f"`{cfg['embedder']}` (k={kc['k']} neighbours per image and per mirrored image with cosine >= "
-              f"{kc['min_similarity']}, pairs verified by registration: aligned NCC >= {pc['min_aligned_ncc']}).", ""]
+              f"{kc['min_similarity']}, pairs verified by registration: aligned NCC >= {pc['min_aligned_ncc']}; "
+              "pairs already joined by an exact or hash edge and copies of an image are not registered again; "
+              f"registration stops a pair early when its coarse-level NCC is below {pc['coarse_reject']}, when its "
+              f"fine-level NCC after k steps is more than {_seq(pc.get('fine_reject_margin'))}[k] below "
+              f"{pc['min_aligned_ncc']}, or when a step moves its "
+              f"warp by less than {_seq(pc.get('converge_px'))} pixels (coarse, fine level)). The `seconds` column "
+              "above is the in-process edge search on the benchmark set (no process start, no I/O).", ""]
     t = r.get("timing")
     if t:
         h = t["hash_throughput"]
         f = t["full_no_embeddings"]
-        lines += ["## Speed", "",
-                  f"pHash on {h['images']:,} images: per-image `imagehash.phash` loop {h['imagehash_loop_per_s']:,.0f} "
+        lines += ["## Speed", ""]
+        c, c0 = t.get("cli_default"), t.get("cli_embedder_none")
+        if c:
+            lines += [f"**Default `curate dedupe` on the whole workspace** ({r['images']:,} images; the command "
+                      "with configs/dedupe.yaml as shipped, embedder included: a fresh process per run, so process "
+                      "start, imports, loading, every stage and writing the outputs count; on a copy of the "
+                      f"workspace): **{c['seconds']:.1f} s** (shortest of {len(c['runs_seconds'])}: "
+                      f"{_list(c['runs_seconds'])} s; 1-minute load average at their starts "
+                      f"{_list(c['loads'])} on {os.cpu_count()} cores; CPU time, user + system, "
+                      f"{_list(c['runs_cpu_seconds'])} s: the shared machine changes the wall time, much less "
+                      f"the CPU time). Stages of that run: {_fmt(c['timings'])} (pixel_verify includes "
+                      "importing torch); the rest is process start and imports. Pairs: "
+                      f"{c['pairs']:,} (" + ", ".join(f"{k} {v:,}" for k, v in c["pairs_by_method"].items())
+                      + f"), {c['clusters']:,} clusters."]
+        if c0:
+            lines += ["", f"The same command with `--embedder none` (exact + pHash only): **{c0['seconds']:.1f} s** "
+                      f"(shortest of {len(c0['runs_seconds'])}: {_list(c0['runs_seconds'])} s; load "
+                      f"{_list(c0['loads'])}; CPU {_list(c0['runs_cpu_seconds'])} s; {_fmt(c0['timings'])}); "
+                      f"pairs {c0['pairs']:,}."]
+        if c or c0:
+            lines += [""]
+        lines += [f"pHash on {h['images']:,} images: per-image `imagehash.phash` loop {h['imagehash_loop_per_s']:,.0f} "
                   f"images/s (one pass), batched `curate.dedupe.hashing.hash_images` {h['batched_per_s']:,.0f} images/s "
                   f"(best of three passes, 2 threads): **{h['speedup']:.1f}x** (same run, same images; values "
                   "equal bit for bit, see tests/test_dedupe_hashing.py).", "",
-                  f"Whole workspace, exact + hashes + search + clusters, embeddings excluded: {f['images']:,} images "
-                  f"in **{f['seconds']:.2f} s** (shortest of five runs: {_runs(f['timings'])}; {_fmt(f['timings'])})."]
+                  "In-process core with `--embedder none` (exact + hashes + search + clusters on images already in "
+                  f"memory; no process start, no I/O, no embedder): {f['images']:,} images in **{f['seconds']:.2f} s** "
+                  f"(shortest of five runs: {_runs(f['timings'])}; {_fmt(f['timings'])})."]
         g = t.get("growth_4x")
         if g:
-            lines += ["", f"Growth: with 3 transformed copies of every image appended ({g['images']:,} images): "
+            lines += ["", "Growth of that core (`--embedder none`): with 3 transformed copies of every image "
+                      f"appended ({g['images']:,} images): "
                       f"{g['seconds']:.2f} s (shortest of five: {_runs(g['timings'])}), **{g['ratio']:.2f}x** the time for 4x the images "
                       f"({_fmt(g['timings'])})."]
             if "pairs" in g and "pairs" in f:
@@ -106,6 +135,17 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: dict[str,
 
 def _fmt(timings: dict[str, Any]) -> str:
     return ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in timings.items() if k.endswith("_s"))
+
+
+def _list(values) -> str:
+    return ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _seq(value) -> str:
+    """A config value that may be a list, as text: [0.8, 0.9] or 0.8."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
 
 
 def _runs(timings: dict[str, Any]) -> str:

@@ -242,7 +242,12 @@ def cosine_index(vectors: np.ndarray, *, exact_below: int = 20_000, kind: str = 
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
         train = x[rng.choice(n, min(n, nlist * 64), replace=False)]
-        index.train(train)
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # k-means: its BLAS calls inside OpenMP threads ran 2x slower on 2 threads
+        try:
+            index.train(train)
+        finally:
+            faiss.omp_set_num_threads(previous)
         index.nprobe = nprobe
     else:
         raise ValueError(f"unknown index kind {kind!r}; choose ivf or hnsw")
@@ -251,19 +256,21 @@ def cosine_index(vectors: np.ndarray, *, exact_below: int = 20_000, kind: str = 
 
 
 def knn_pairs(vectors: np.ndarray, k: int, min_similarity: float, *, queries: np.ndarray | None = None,
-              exact_below: int = 20_000, kind: str = "ivf", nprobe: int = 16,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              exact_below: int = 20_000, kind: str = "ivf", nprobe: int = 16, seed: int = 0,
+              index=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (a, b, cosine distance) among each vector's ``k`` nearest neighbours with similarity >= ``min_similarity``.
 
     ``queries`` (same rows as ``vectors``, e.g. mirrored images' embeddings) are searched
-    against ``vectors`` instead. Distance is ``1 - cosine similarity``.
+    against ``vectors`` instead. Distance is ``1 - cosine similarity``. ``index``: a
+    :func:`cosine_index` over ``vectors`` built earlier (one index serves several query sets).
     """
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     q = x if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
     if len(x) < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    index = cosine_index(x, exact_below=exact_below, kind=kind, nprobe=nprobe, seed=seed)
+    if index is None:
+        index = cosine_index(x, exact_below=exact_below, kind=kind, nprobe=nprobe, seed=seed)
     kk = min(k + 1, len(x))
     sims, ids = index.search(q, kk)
     rows = np.repeat(np.arange(len(q), dtype=np.int64), kk)
