@@ -316,11 +316,12 @@ class Workspace:
         base = source if rec["source_format"] == "folder" else source.parent
         return base / rec["source_path"]
 
-    def load_original(self, row: int):
+    def load_original(self, row: int, draft_side: int | None = None):
         """The original image of manifest row ``row`` as a PIL image (L or RGB).
 
-        Files are decoded on demand; images from CSV pixels come from the pixel store
-        (they are 48x48 already) or, for a workspace of another size, from the CSV row.
+        Files are decoded on demand (JPEGs at a reduced scale keeping both sides at least
+        ``draft_side`` when given); images from CSV pixels come from the pixel store (they
+        are 48x48 already) or, for a workspace of another size, from the CSV row.
         """
         from PIL import Image
 
@@ -335,7 +336,7 @@ class Workspace:
             from curate.ingest.fer2013 import read_pixel_row
 
             return Image.fromarray(read_pixel_row(Path(rec["source"]), int(rec["source_row"]), side), mode="L")
-        return decode_image(path).image
+        return decode_image(path, draft_side=draft_side).image
 
     # --------------------------------------------------------- step outputs
     def read_parquet(self, name: str) -> pd.DataFrame | None:

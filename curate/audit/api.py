@@ -124,7 +124,7 @@ def photo_records(ws: Workspace) -> PhotoData | None:
     return PhotoData.build(ids, rows, face_images, features, faces, [paths[r] for r in rows])
 
 
-def originals_loader(ws: Workspace, mode: str):
+def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None):
     """``load_original(row) -> uint8 array`` when originals are larger or colour (mode auto), else None."""
     if mode == "never":
         return None
@@ -139,8 +139,8 @@ def originals_loader(ws: Workspace, mode: str):
     elif mode != "always":
         raise CurateError(f"use_originals must be auto, always or never, not {mode!r}", exit_code=2)
 
-    def load(row: int) -> np.ndarray:
-        return np.asarray(ws.load_original(row))
+    def load(row: int) -> np.ndarray:  # large JPEGs decode at a reduced scale (still >= 2x the stats' size)
+        return np.asarray(ws.load_original(row, draft_side=draft_side))
 
     return load
 
@@ -157,7 +157,7 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
     if len(manifest) == 0:
         raise CurateError(f"{ws.root}: the workspace holds no images; ingest some first")
     images = ws.pixels()
-    loader = originals_loader(ws, str(cfg.get("use_originals", "auto")))
+    loader = originals_loader(ws, str(cfg.get("use_originals", "auto")), 2 * int(cfg.get("quality_max_side", 128)))
     photo = photo_records(ws)
     skipped = [n for n in names if photo is None and n in PHOTO_CHECKS and n not in CHECKS]
     names = [n for n in names if n not in skipped]

@@ -17,18 +17,30 @@ def quality_images(ctx: AuditContext, rows: np.ndarray) -> list[np.ndarray]:
     """Batches of same-size grey images for ``rows``: one (k,48,48) batch, or one per original."""
     if ctx.load_original is None:
         return [np.asarray(ctx.images[rows])]
-    out = []
+    cache = ctx.shared("quality_originals", lambda: {})
     limit = int(ctx.config.get("quality_max_side", 128))
-    for r in rows:
-        im = ctx.load_original(int(r))
-        if im.ndim == 3:
-            im = cv2.cvtColor(np.ascontiguousarray(im[..., :3]), cv2.COLOR_RGB2GRAY)
-        short = min(im.shape[:2])
-        if short > limit:
-            f = limit / short
-            im = cv2.resize(im, (round(im.shape[1] * f), round(im.shape[0] * f)), interpolation=cv2.INTER_AREA)
-        out.append(im[None])
-    return out
+    missing = [int(r) for r in rows if int(r) not in cache]
+    if missing:  # decoded once per run for all six statistics, on all usable cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        from curate.threads import resolve_threads
+
+        with ThreadPoolExecutor(max_workers=resolve_threads()) as pool:
+            for r, im in zip(missing, pool.map(lambda r: _shrunk_grey(ctx, r, limit), missing)):
+                cache[r] = im
+    return [cache[int(r)][None] for r in rows]
+
+
+def _shrunk_grey(ctx: AuditContext, row: int, limit: int) -> np.ndarray:
+    """The grey original of ``row``, its short side shrunk to at most ``limit``."""
+    im = ctx.load_original(row)
+    if im.ndim == 3:
+        im = cv2.cvtColor(np.ascontiguousarray(im[..., :3]), cv2.COLOR_RGB2GRAY)
+    short = min(im.shape[:2])
+    if short > limit:
+        f = limit / short
+        im = cv2.resize(im, (round(im.shape[1] * f), round(im.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    return im
 
 
 class _QualityCheck(Check):
