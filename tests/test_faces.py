@@ -218,3 +218,30 @@ def test_images_setting_overrides_the_per_source_decision(tmp_path):
     forced = Workspace(tmp_path / "forced")
     ingest(forced, [src.parent], overrides=["images=photos"], quiet=True)
     assert set(forced.image_kinds()) == {"photo"} and forced.read_parquet("face_images.parquet") is not None
+
+
+def test_the_defect_model_learns_clean_only_from_found_faces(monkeypatch, tmp_path):
+    import curate.audit.checks_learned as learned
+
+    src = tmp_path / "photos" / "happy"
+    src.mkdir(parents=True)
+    face = Image.open(FIXTURES / "angry" / "1123276.jpg").convert("RGB")
+    face.save(src / "face.jpg")
+    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(src / "mirror.jpg")
+    for k in range(3):
+        Image.new("RGB", (500, 400), (40 * k, 120, 200)).save(src / f"sky{k}.jpg")
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, [src.parent], quiet=True)
+    seen = {}
+    real = learned.defect_model_for
+
+    def spy(images, cfg, **kw):
+        seen["clean"] = np.asarray(images).copy()
+        return real(images, cfg, **kw)
+
+    monkeypatch.setattr(learned, "defect_model_for", spy)
+    audit(ws, checks=["non_face"], quiet=True)
+    status = _by_path(ws, "face_images.parquet")["status"]
+    assert (status == "no_face").sum() == 3 and (status == "ok").sum() == 2
+    faced = np.asarray(ws.pixels())[np.flatnonzero(ws.manifest()["source_path"].isin(["happy/face.jpg", "happy/mirror.jpg"]))]
+    assert len(seen["clean"]) == 2 and np.array_equal(np.sort(seen["clean"].reshape(2, -1), 0), np.sort(faced.reshape(2, -1), 0))

@@ -29,7 +29,10 @@ def defect_probs(ctx: AuditContext) -> np.ndarray:
         raise failed
 
     def compute():
-        model = ctx.shared("defect_model", lambda: defect_model_for(ctx.images, ctx.config["model"],
+        # what the model learns as "clean" comes only from real face crops (photos the face
+        # stage found no face in are left out), and it scores every image
+        clean = ctx.images if ctx.photo is None else np.asarray(ctx.images)[ctx.crop_rows]
+        model = ctx.shared("defect_model", lambda: defect_model_for(clean, ctx.config["model"],
                                                                    seed=ctx.seed, quiet=ctx.quiet))
         return model.predict_proba(ctx.images, quiet=ctx.quiet)
 
