@@ -248,7 +248,7 @@ def adapt_defect_model(model: DefectModel, images: np.ndarray, cfg: dict[str, An
         raise CurateError(f"cannot adapt a defect model with classes {model.classes}; "
                           f"the synthetic generators make {DEFECT_CLASSES}")
     t0 = time.perf_counter()
-    budget = float(cfg.get("adapt_budget_s", 60))
+    budget = float(cfg.get("adapt_budget_s", 120))
     n = len(images)
     n_clean = min(int(cfg.get("adapt_n_clean", 6000)), n)
     n_defect = min(int(cfg.get("adapt_per_defect", 1200)), max(int(cfg.get("min_per_defect", 200)), n // 4))
