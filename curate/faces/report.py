@@ -53,5 +53,7 @@ def render_report(r: dict[str, Any]) -> str:
             name = step["command"].split()[1]
             lines.append(f"| {name} | {step['wall_s']} | {step['peak_rss_mb']} | {step['load_before']:.1f} |")
         lines.append(f"| total | {t['total_wall_s']} | {t['peak_rss_mb']} | |")
-        lines += ["", f"Targets: <= 600 s in all and <= 4,096 MB peak on 2 cores ({t['cores']} cores here)."]
+        lines += ["", f"Targets: <= 600 s in all and <= 4,096 MB peak on 2 cores ({t['cores']} cores here). The load "
+                      "average is the 1-minute figure when the step started; it includes the previous step's own "
+                      "threads as they decay."]
     return "\n".join(lines) + "\n"
