@@ -7,11 +7,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from curate.errors import ConfigError  # defined in the error tree; importable from here as before
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
 
 
 def _resource_dir(installed: str, repo: str) -> Path:

@@ -33,7 +33,7 @@ STEPS: dict[str, str] = {
     "audit": "curate.audit.api:audit_step",
     "bench-ingest": "curate.bench.ingest:bench_ingest_step",
     "mislabel": "curate.mislabel.api:mislabel_step",
-    "mislabel_bench": "curate.mislabel.api:mislabel_bench_step",
+    "mislabel_bench": "curate.mislabel.bench:mislabel_bench_step",
     "split": "curate.split.api:split_step",
     "train-eval": "curate.train.api:train_eval_step",
     "compare": "curate.train.api:compare_step",

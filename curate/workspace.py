@@ -28,6 +28,7 @@ import pandas as pd
 
 from curate import __version__
 from curate import atomic
+from curate.errors import WorkspaceError  # defined in the error tree; importable from here as before
 from curate.invocation import current_argv
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -40,10 +41,6 @@ REJECT_COLUMNS: tuple[str, ...] = ("source", "source_row", "source_path", "reaso
 
 DEFAULT_WORKSPACE = "./curate-ws"
 DEFAULT_IMAGE_SIZE = 48
-
-
-class WorkspaceError(RuntimeError):
-    """The workspace is missing, locked or inconsistent."""
 
 
 def utc_now() -> str:
@@ -315,28 +312,6 @@ class Workspace:
         source = Path(rec["source"])
         base = source if rec["source_format"] == "folder" else source.parent
         return base / rec["source_path"]
-
-    def load_original(self, row: int, draft_side: int | None = None):
-        """The original image of manifest row ``row`` as a PIL image (L or RGB).
-
-        Files are decoded on demand (JPEGs at a reduced scale keeping both sides at least
-        ``draft_side`` when given); images from CSV pixels come from the pixel store (they
-        are 48x48 already) or, for a workspace of another size, from the CSV row.
-        """
-        from PIL import Image
-
-        from curate.ingest.decode import decode_image
-
-        path = self.original_path(row)
-        if path is None:
-            rec = self.manifest().iloc[int(row)]
-            side = int(rec["width"])
-            if side == self.image_size:
-                return Image.fromarray(np.asarray(self.pixels()[int(row)]), mode="L")
-            from curate.ingest.fer2013 import read_pixel_row
-
-            return Image.fromarray(read_pixel_row(Path(rec["source"]), int(rec["source_row"]), side), mode="L")
-        return decode_image(path, draft_side=draft_side).image
 
     # --------------------------------------------------------- step outputs
     def read_parquet(self, name: str) -> pd.DataFrame | None:

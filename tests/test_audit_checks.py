@@ -98,7 +98,7 @@ def test_defect_model_trained_on_the_workspace_is_deterministic_for_a_seed(faces
 def test_mirror_averaging_scores_a_crop_and_its_mirror_alike(faces):
     import torch
 
-    from curate.audit.defect_model import DefectModel
+    from curate.audit.defect_net import DefectModel
     from curate.train.models import build_model
 
     torch.manual_seed(0)
@@ -197,7 +197,7 @@ def test_non_face_fusion_lifts_flat_placeholders_and_leaves_faces_alone(faces):
 
 
 def test_mirror_share_averages_only_the_likeliest_defects(faces):
-    from curate.audit.defect_model import DefectModel
+    from curate.audit.defect_net import DefectModel
     from curate.audit.defect_weights import BUNDLED_WEIGHTS, load_weights
 
     crops = np.ascontiguousarray(faces[:100])

@@ -60,7 +60,7 @@ def test_bundled_weights_load_with_the_documented_classes_and_predict_without_tr
 def test_a_checkpoint_written_here_loads_through_the_same_code(tmp_path, crops):
     import torch
 
-    from curate.audit.defect_model import DefectModel
+    from curate.audit.defect_net import DefectModel
     from curate.train.models import build_model
 
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ import pytest
 
 from curate.dedupe.api import DUPLICATE_COLUMNS, PAIR_COLUMNS, dedupe
 from curate.dedupe.bench import byte_groups
+from curate.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_clip_embedder_tiny_config_and_local_checkpoint(sample_ws, tmp_path):
     assert x.shape == (40, 32) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
     again = ClipEmbedder("curate-tiny-clip", pretrained=str(ckpt), device="cpu").embed(images)
     assert np.allclose(x, again, atol=1e-5)          # the checkpoint, not a fresh random init, was loaded
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="missing.pt: file not found"):
         ClipEmbedder("curate-tiny-clip", pretrained=str(tmp_path / "missing.pt"))
     summary = dedupe(sample_ws, embedder="clip", quiet=True,
                      overrides={"clip": {"model": "curate-tiny-clip", "pretrained": str(ckpt), "device": "cpu",
@@ -178,7 +179,7 @@ def test_cnn_embedder_from_trainer_checkpoint(sample_ws, tmp_path):
     assert x.shape[0] == 32 and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
     with pytest.raises(ValueError, match="cnn.checkpoint"):
         make_embedder("cnn", {"cnn": {"checkpoint": None}})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="no model.json"):
         CnnEmbedder(tmp_path / "nothing")
 
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from curate.ingest.api import ingest
+from curate.ingest.originals import load_original
 from curate.workspace import Workspace
 
 
@@ -74,7 +75,7 @@ def test_folder_formats_modes_and_splits(tmp_path, faces):
     # the PNG and the identical-pixel BMP of different faces have different digests; same pixels share one
     assert m["digest"].is_unique
     # originals on demand, at their own size
-    orig = ws.load_original(list(m.index).index("validation/neutral/f.png"))
+    orig = load_original(ws, list(m.index).index("validation/neutral/f.png"))
     assert orig.size == (160, 120)
 
 

@@ -79,6 +79,7 @@ def test_cli_and_pipeline_registration():
     assert result.exit_code == 0 and "--mode" in result.output
     assert resolve_step("mislabel").__name__ == "mislabel_step"
     assert resolve_step("mislabel_bench").__name__ == "mislabel_bench_step"
+    assert resolve_step("mislabel_bench").__module__ == "curate.mislabel.bench"
 
 
 def test_unknown_option_is_refused(sample_ws):

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.errors import CurateError
-from curate.split.api import build_split, read_split, split_classes
+from curate.split.api import build_split, split_classes
 from curate.split.policy import group_split
+from curate.split.store import read_split
 from curate.workspace import Workspace
 
 CLASSES4 = ("happy", "sad", "neutral", "fear")

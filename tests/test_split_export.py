@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.ingest.api import ingest
-from curate.split.api import build_split, read_split
+from curate.split.api import build_split
+from curate.split.store import read_split
 from curate.workspace import Workspace
 
 

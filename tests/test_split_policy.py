@@ -5,9 +5,10 @@ import pytest
 
 from curate.errors import CurateError
 from curate.findings import make_findings, write_findings
-from curate.split.api import build_split, read_split
+from curate.split.api import build_split
 from curate.split.policy import group_split, latest_decisions
 from curate.split.report import reconcile
+from curate.split.store import read_split
 
 
 def _ids(ws, split, n, offset=0):

@@ -19,6 +19,7 @@ from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FIL
 from curate.config import load_config
 from curate.errors import CurateError
 from curate.findings import make_findings, write_findings
+from curate.ingest.originals import load_original
 from curate.progress import chunks
 from curate.workspace import Workspace, utc_now
 
@@ -140,7 +141,7 @@ def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None):
         raise CurateError(f"use_originals must be auto, always or never, not {mode!r}", exit_code=2)
 
     def load(row: int) -> np.ndarray:  # large JPEGs decode at a reduced scale (still >= 2x the stats' size)
-        return np.asarray(ws.load_original(row, draft_side=draft_side))
+        return np.asarray(load_original(ws, row, draft_side=draft_side))
 
     return load
 

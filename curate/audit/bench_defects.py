@@ -144,7 +144,7 @@ def _photos() -> tuple[np.ndarray, ...]:
     for name in SKIMAGE_PHOTOS:
         try:
             im = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # an image needing a download is skipped
+        except (ImportError, OSError):  # an image needing pooch or a download (ConnectionError) is skipped
             continue
         out.append(im)
     out += list(load_sample_images().images)

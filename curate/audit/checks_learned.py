@@ -1,6 +1,6 @@
 """Learned checks: non_face, misaligned, watermark, cartoon, occlusion.
 
-All five read one shared :class:`~curate.audit.defect_model.DefectModel`, obtained once per run
+All five read one shared :class:`~curate.audit.defect_net.DefectModel`, obtained once per run
 (by default the model bundled with the package, adapted to the workspace only when that helps;
 see :func:`~curate.audit.defect_model.defect_model_for`); the score is the model's probability
 for the check's class. Rows whose score reaches ``evidence_min`` (a fraction of the threshold)

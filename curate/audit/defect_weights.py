@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from curate import atomic
+from curate.audit.defect_net import DefectModel
 from curate.errors import CurateError
 
 FORMAT = "curate-defect-model/1"
@@ -87,7 +88,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 
 
 def load_weights(path: str | Path, *, device: str = "cpu", mirror_tta: bool = True):
-    """A ready :class:`~curate.audit.defect_model.DefectModel` from weights file ``path``.
+    """A ready :class:`~curate.audit.defect_net.DefectModel` from weights file ``path``.
 
     Errors name the file: missing .pt or .json, a digest that does not match the sidecar
     (truncated or replaced file), a file torch cannot read as plain tensors, tensors that do
@@ -95,7 +96,6 @@ def load_weights(path: str | Path, *, device: str = "cpu", mirror_tta: bool = Tr
     """
     import torch
 
-    from curate.audit.defect_model import DefectModel
     from curate.train.models import build_model
 
     path = Path(path)

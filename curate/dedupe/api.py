@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from curate.config import load_config
-from curate.errors import CurateError
+from curate.errors import ConfigError, CurateError
 from curate.progress import progress
 
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "distance")
@@ -227,10 +227,7 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
 
     started = utc_now()
     t_start = time.perf_counter()
-    try:
-        cfg = load_config("dedupe", overrides, config_file)
-    except ValueError as exc:
-        raise CurateError(str(exc), exit_code=2) from None
+    cfg = load_config("dedupe", overrides, config_file)  # a bad file or override: ConfigError (exit 2)
     if embedder is not None:
         cfg["embedder"] = embedder
     manifest = ws.manifest()
@@ -245,8 +242,8 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     try:
         edges = find_edges(images, manifest["digest"], cfg, seed=seed, quiet=quiet, timings=timings,
                            quality_out=quality)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CurateError(f"dedupe: {exc}", exit_code=2) from None
+    except ConfigError as exc:  # a refused setting (hash method, search, embedder, its checkpoint, ...)
+        raise ConfigError(f"dedupe: {exc}") from None
     t0 = time.perf_counter()
     fill_quality(images, edges, quality)
     clusters = assign_clusters(len(manifest), edges, labels=manifest["label"], splits=manifest["split"],

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curate.errors import ConfigError
+
 ACTIONS = ("keep", "drop_duplicate", "exclude_conflict", "drop_leak")
 KINDS = ("exact", "near")
 CLUSTER_TYPES = ("inter_class", "cross_split", "intra_class")
@@ -212,13 +214,13 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
 
 def _check_policy(pol: dict[str, Any]) -> None:
     if not isinstance(pol["max_cluster_size"], int) or pol["max_cluster_size"] < 0:
-        raise ValueError(f"policy.max_cluster_size={pol['max_cluster_size']!r}: a whole number >= 0 (0 = no cap)")
+        raise ConfigError(f"policy.max_cluster_size={pol['max_cluster_size']!r}: a whole number >= 0 (0 = no cap)")
     allowed = {"inter_class": ("exclude_all", "ignore", "as_duplicates"),
                "cross_split": ("keep_eval", "ignore", "as_duplicates"),
                "intra_class": ("keep_one", "ignore")}
     for key, choices in allowed.items():
         if pol[key] not in choices:
-            raise ValueError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
+            raise ConfigError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
 
 
 def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, split_rank: np.ndarray,

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from curate.errors import ConfigError
+
 
 class Embedder(Protocol):
     """Maps grey uint8 images (N, S, S) to L2-normalised float32 embeddings (N, D)."""
@@ -120,7 +122,7 @@ class ClipEmbedder:
         import torch
 
         if pretrained and not Path(pretrained).exists() and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
-            raise FileNotFoundError(f"open_clip checkpoint {pretrained}: file not found")
+            raise ConfigError(f"open_clip checkpoint {pretrained}: file not found")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.model, _, _ = open_clip.create_model_and_transforms(model, pretrained=pretrained or None,
                                                                   device=self.device)
@@ -157,7 +159,7 @@ class CnnEmbedder:
 
         folder = Path(checkpoint)
         if not (folder / "model.json").exists():
-            raise FileNotFoundError(f"{folder}: no model.json/model.pt from curate train (save_model)")
+            raise ConfigError(f"{folder}: no model.json/model.pt from curate train (save_model)")
         self.model = load_model(folder, device="cpu" if device == "auto" else device)
         self.device, self.batch_size = device, batch_size
 
@@ -182,6 +184,6 @@ def make_embedder(kind: str, cfg: dict) -> Embedder | None:
     if kind == "cnn":
         c = cfg.get("cnn", {})
         if not c.get("checkpoint"):
-            raise ValueError("embedder cnn needs cnn.checkpoint (a folder written by curate train)")
+            raise ConfigError("embedder cnn needs cnn.checkpoint (a folder written by curate train)")
         return CnnEmbedder(c["checkpoint"], device=c.get("device", "auto"))
-    raise ValueError(f"unknown embedder {kind!r}; choose pixel, clip, cnn or none")
+    raise ConfigError(f"unknown embedder {kind!r}; choose pixel, clip, cnn or none")

@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from curate.errors import ConfigError
+
 PRECISION_BITS = 22
 """PIL's fixed-point precision for 8-bit resampling (32 - 8 - 2)."""
 
@@ -176,7 +178,7 @@ def whash_bits(images: np.ndarray, hash_size: int = 8,
     image_scale = max(2 ** int(np.log2(min(h, w))), hash_size)
     ll_max_level = int(np.log2(image_scale))
     if hash_size & (hash_size - 1) or hash_size > image_scale:
-        raise ValueError(f"wHash needs a power-of-two hash_size <= {image_scale}, got {hash_size}")
+        raise ConfigError(f"wHash needs a power-of-two hash_size <= {image_scale}, got {hash_size}")
     small = resize_lanczos(images, image_scale, image_scale).astype(np.uint8) / 255.0
     mirrored = _whash_from_pixels(small[:, :, ::-1], hash_size, ll_max_level) if mirror else None
     if mirror and not _symmetric(w, image_scale):
@@ -208,7 +210,7 @@ def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8
 
     keep_freed_memory()
     if method not in _BITS:
-        raise ValueError(f"unknown hash method {method!r}; choose one of {', '.join(HASH_METHODS)}")
+        raise ConfigError(f"unknown hash method {method!r}; choose one of {', '.join(HASH_METHODS)}")
     images = np.asarray(images) if not isinstance(images, np.memmap) else images
     if images.ndim != 3:
         raise ValueError(f"expected grey images (N, H, W), got shape {images.shape}")

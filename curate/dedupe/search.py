@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from curate.errors import ConfigError
+
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Order each pair (min, max), drop self pairs, keep the smallest distance per pair."""
@@ -48,14 +50,14 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     (copies) are expanded afterwards, so copies do not multiply the search's candidates.
     """
     if method not in ("auto", "flat", "mih"):
-        raise ValueError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
+        raise ConfigError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
     if len(codes) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.int32)
     use_mih = method == "mih" or (method == "auto" and codes.shape[1] == 8 and radius <= 6)
     if use_mih and codes.shape[1] != 8:
-        raise ValueError("multi-index hashing needs 64-bit codes")
+        raise ConfigError("multi-index hashing needs 64-bit codes")
     distinct, inv = _distinct_rows(codes)
     if queries is None:
         a, b, d = _directed_pairs(distinct, radius, None, use_mih)  # distinct codes: distance >= 1
@@ -250,7 +252,7 @@ def cosine_index(vectors: np.ndarray, *, exact_below: int = 20_000, kind: str = 
             faiss.omp_set_num_threads(previous)
         index.nprobe = nprobe
     else:
-        raise ValueError(f"unknown index kind {kind!r}; choose ivf or hnsw")
+        raise ConfigError(f"unknown index kind {kind!r}; choose ivf or hnsw")
     index.add(x)
     return index
 

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from curate.errors import ConfigError
+
 
 def prepare(images: np.ndarray, size: int = 32, coarse_size: int = 16, blur: float = 1.0, *,
             mirror: bool = False):
@@ -96,7 +98,7 @@ class _Level:
 
         k = int(round(size * border))
         if k < 1 or size - 2 * k < 2:
-            raise ValueError(f"border {border} at size {size}: keep at least one pixel of border and two inside")
+            raise ConfigError(f"border {border} at size {size}: keep at least one pixel of border and two inside")
         lin = torch.linspace(-1.0, 1.0, size)[k - 1:size - k + 1]  # the region and a one-pixel ring
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
         self.ring = _points(xx, yy)

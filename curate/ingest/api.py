@@ -1,8 +1,10 @@
 """``curate ingest``: read sources into a workspace atomically; rejects are recorded, not fatal."""
 from __future__ import annotations
 
+import csv
 import re
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +21,8 @@ from curate.faces.api import merge_photo_outputs, photo_counts
 from curate.workspace import REJECT_COLUMNS, Workspace, coerce_manifest, utc_now
 
 FORMATS = ("auto", "fer2013-csv", "folder", "csv")
+UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
+"""What reading a source file can raise when the file itself is unreadable (I/O, broken gzip, not UTF-8 text)."""
 
 
 def detect_format(path: Path) -> str:
@@ -29,7 +33,7 @@ def detect_format(path: Path) -> str:
         raise CurateError(f"{path}: no such file or folder")
     try:
         header = read_header(path)
-    except Exception as exc:
+    except UNREADABLE as exc:
         raise CurateError(f"{path}: cannot read a CSV header: {exc}") from None
     if "pixels" in header and "emotion" in header:
         return "fer2013-csv"
@@ -110,9 +114,9 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
                 raise CurateError(f"{path}: --format folder needs a folder")
             slug = source_slug(path, slugs)
             slugs[slug] = source
-            try:
+            try:  # a source that is not what its format says raises InputError (exit 1) itself
                 result = _read_source(path, kind, size, cfg, quiet)
-            except (ValueError, OSError) as exc:
+            except UNREADABLE as exc:
                 raise CurateError(str(exc)) from None
             rows = result.rows.copy()
             rows["label"] = apply_label_map(rows["label"], rows["original_label"], cfg.get("label_map"))

@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from curate.errors import InputError
 from curate.ingest.decode import pixel_digest, to_store
 from curate.ingest.records import Reject, SourceResult
 from curate.labels import CLASSES, FER2013_USAGE, canonical_split
@@ -154,7 +155,7 @@ def _read_streaming(path: Path, image_size: int, quiet: bool = False,
     header_line = next(lines, b"")
     header = [f.decode("utf-8", errors="replace").strip().lower() for f in _split_fields(header_line)]
     if "emotion" not in header or "pixels" not in header:
-        raise ValueError(f"{path}: header {header[:6]} lacks 'emotion' and 'pixels' (not a fer2013 CSV)")
+        raise InputError(f"{path}: header {header[:6]} lacks 'emotion' and 'pixels' (not a fer2013 CSV)")
     i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
     i_usage = header.index("usage") if "usage" in header else None
     n_fields = len(header)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate.errors import InputError
 from curate.ingest.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, pixel_digest, to_store
 from curate.ingest.fer2013 import open_text
 from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
@@ -205,7 +206,7 @@ def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128)
 
 def _photo_params(cands: list[Candidate], images: str, photo_params: dict | None) -> dict | None:
     if images not in ("auto", "crops", "photos"):
-        raise ValueError(f"images must be auto, crops or photos, not {images!r}")
+        raise InputError(f"images must be auto, crops or photos, not {images!r}")
     photos = images == "photos" or (images == "auto" and looks_like_photos([c.file for c in cands]))
     return dict(photo_params or {}) if photos else None
 
@@ -223,7 +224,7 @@ def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX
         header = [h.strip().lower() for h in next(reader, [])]
         i_path, i_label, i_split = _pick(header, PATH_COLUMNS), _pick(header, LABEL_COLUMNS), _pick(header, SPLIT_COLUMNS)
         if i_path is None or i_label is None:
-            raise ValueError(f"{path}: header {header[:6]} needs a path column ({'/'.join(PATH_COLUMNS[:3])}) "
+            raise InputError(f"{path}: header {header[:6]} needs a path column ({'/'.join(PATH_COLUMNS[:3])}) "
                              f"and a label column ({'/'.join(LABEL_COLUMNS[:3])})")
         cands: list[Candidate] = []
         rejects: list[Reject] = []

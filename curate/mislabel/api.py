@@ -198,17 +198,3 @@ def mislabel_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: b
     """Pipeline step ``mislabel``: options are configs/mislabel.yaml keys."""
     return run_mislabel(ws, overrides=options or None, seed=seed, quiet=quiet)
 
-
-def mislabel_bench_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
-    """Pipeline step ``mislabel_bench``: options ``out`` (workspace of the flipped copy), ``subset``,
-    ``flip_rate``, ``report`` (markdown path) and ``mislabel`` (overrides of configs/mislabel.yaml)."""
-    from curate.mislabel.bench import run_bench
-
-    known = {"out", "subset", "flip_rate", "report", "mislabel"}
-    unknown = set(options) - known
-    if unknown:
-        raise CurateError(f"mislabel_bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
-    out = Path(options.get("out") or (str(ws.root) + "-flipped"))
-    return run_bench(ws, out, subset=int(options.get("subset", 0)), flip_rate=float(options.get("flip_rate", 0.1)),
-                     seed=seed, overrides=options.get("mislabel") or None,
-                     report=Path(options["report"]) if options.get("report") else None, quiet=quiet)

@@ -17,8 +17,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from curate.config import load_config
+from curate.errors import CurateError
 from curate.invocation import current_command
 from curate.labels import CLASS_TO_INDEX
+from curate.mislabel.api import labelled_rows, run_mislabel
 from curate.workspace import Workspace
 
 CONFUSABLE_PAIRS: tuple[tuple[str, str], ...] = (
@@ -102,10 +105,12 @@ def evaluate_variants(probs: np.ndarray, labels: np.ndarray, original: np.ndarra
     truth = kind > 0
     results: dict[str, dict[str, float]] = {}
     try:
-        import warnings
-
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
+    except ImportError:  # cleanlab is a dev dependency: its rows are left out
+        find_label_issues = get_label_quality_scores = None
+    if find_label_issues is not None:
+        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -117,8 +122,6 @@ def evaluate_variants(probs: np.ndarray, labels: np.ndarray, original: np.ndarra
                 sugg = np.where(mask, _best_other(p, labels), -1)
                 results[name] = recovery_metrics(1 - quality, mask, truth, suggested=sugg, original=original,
                                                  kind=kind)
-    except ImportError:  # cleanlab is a dev dependency
-        pass
     for variant in VARIANTS:
         if variant == "aum" and (aum is None or not np.isfinite(aum).any()):
             continue
@@ -141,8 +144,6 @@ def make_flipped_copy(src: Workspace, out: Path, *, subset: int, flip_rate: floa
 
     Returns the workspace and a truth table (image_id, original, given, kind).
     """
-    from curate.mislabel.api import labelled_rows
-
     rng = np.random.default_rng(seed)
     manifest = src.manifest()
     rows, classes, y = labelled_rows(manifest)
@@ -182,10 +183,6 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
     ``rescore``: reuse the flipped copy and out-of-fold outputs already in ``out`` (from an earlier
     run of this benchmark) and only score the variants again, e.g. after a scoring change.
     """
-    from curate.config import load_config
-    from curate.errors import CurateError
-    from curate.mislabel.api import labelled_rows, run_mislabel
-
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     if rescore:
@@ -233,6 +230,19 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
         Path(report).write_text(render_report(bench), encoding="utf-8")
         bench["report"] = str(report)
     return bench
+
+
+def mislabel_bench_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
+    """Pipeline step ``mislabel_bench``: options ``out`` (workspace of the flipped copy), ``subset``,
+    ``flip_rate``, ``report`` (markdown path) and ``mislabel`` (overrides of configs/mislabel.yaml)."""
+    known = {"out", "subset", "flip_rate", "report", "mislabel"}
+    unknown = set(options) - known
+    if unknown:
+        raise CurateError(f"mislabel_bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
+    out = Path(options.get("out") or (str(ws.root) + "-flipped"))
+    return run_bench(ws, out, subset=int(options.get("subset", 0)), flip_rate=float(options.get("flip_rate", 0.1)),
+                     seed=seed, overrides=options.get("mislabel") or None,
+                     report=Path(options["report"]) if options.get("report") else None, quiet=quiet)
 
 
 def _fmt(v: Any) -> str:

@@ -93,10 +93,7 @@ def import_review(ws: Workspace, path: Path, *, reviewer: str | None = None) -> 
     path = Path(path)
     if not path.exists():
         raise CurateError(f"{path}: no such file")
-    try:
-        proposed, errors, warnings = parse_import(path, ws.manifest())
-    except ValueError as exc:
-        raise CurateError(str(exc)) from None
+    proposed, errors, warnings = parse_import(path, ws.manifest())  # an unreadable sheet: InputError (exit 1)
     appended = append_decisions(ws, proposed, reviewer=who, source="csv")
     applied = apply_decisions(ws)
     summary = {"reviewer": who, "csv": str(path), "decisions": int(len(proposed)), "appended": int(len(appended)),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from curate.errors import InputError
 from curate.review.decisions import DECISIONS, known_classes, latest_decisions, normalise_class
 from curate.review.table import field_name
 
@@ -59,10 +60,10 @@ def parse_import(path: Path, manifest: pd.DataFrame) -> tuple[pd.DataFrame, list
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read as CSV: {exc}") from None
+        raise InputError(f"{path}: cannot read as CSV: {exc}") from None
     missing = [c for c in ("image_id", "decision") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; columns found: {', '.join(df.columns)}")
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; columns found: {', '.join(df.columns)}")
     if "new_label" not in df.columns:
         df["new_label"] = ""
     ids = set(manifest["image_id"].astype(str))

@@ -12,28 +12,13 @@ from curate.config import load_config
 from curate.errors import CurateError
 from curate.labels import CLASSES, canonical_label
 from curate.split import policy
+from curate.split.export import export_split
 from curate.split.report import write_report
+from curate.split.store import EXPORT_FORMATS, read_split, split_dir
 from curate.workspace import Workspace, utc_now
 
 SPLIT_MANIFEST_COLUMNS = ("image_id", "split", "label", "weight")
-EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
 BALANCE_MODES = ("none", "undersample", "oversample", "class_weights")
-
-
-def split_dir(ws: Workspace, name: str) -> Path:
-    """Folder of a named split."""
-    return ws.path("splits") / name
-
-
-def read_split(ws: Workspace, name: str) -> pd.DataFrame:
-    """splits/<name>/manifest.parquet, with a clear error naming the command that makes it."""
-    path = split_dir(ws, name) / "manifest.parquet"
-    if not path.exists():
-        known = sorted(p.name for p in ws.path("splits").glob("*") if (p / "manifest.parquet").exists()) \
-            if ws.path("splits").exists() else []
-        raise CurateError(f"{path}: no split named {name!r}; run `curate split -w {ws.root} --name {name}` first"
-                          + (f" (existing splits: {', '.join(known)})" if known else ""))
-    return pd.read_parquet(path)
 
 
 def _classes(manifest: pd.DataFrame) -> list[str]:
@@ -210,8 +195,6 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     write_report(out / "report.md", ledger, frame, summary)
     summary["report"] = str(out / "report.md")
     if cfg["export"]:
-        from curate.split.export import export_split
-
         summary["exports"] = export_split(ws, name, cfg["export"], quiet=quiet)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.write_json(f"splits/{name}/split.json", summary)

@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from curate import atomic
+from curate.errors import CurateError
 from curate.labels import CLASSES
 from curate.progress import progress
+from curate.split.store import EXPORT_FORMATS, read_split, split_dir
 from curate.workspace import Workspace
 
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -92,13 +94,9 @@ def export_parquet(frame: pd.DataFrame, pixels: np.ndarray, dest: Path) -> Path:
 
 def export_split(ws: Workspace, name: str, formats: Iterable[str], quiet: bool = False) -> dict[str, str]:
     """Write the requested exports of ``splits/<name>``; returns format -> path."""
-    from curate.split.api import EXPORT_FORMATS, read_split, split_dir
-
     formats = list(dict.fromkeys(formats))
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
-        from curate.errors import CurateError
-
         raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
     frame = read_split(ws, name)
     pixels = np.asarray(ws.pixels()[ws.index_of(frame["image_id"])])

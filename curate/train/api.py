@@ -5,7 +5,6 @@ confusion.png, curves.png, model.pt + model.json, and checkpoints/ (last.pt + la
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,12 +13,8 @@ import numpy as np
 import pandas as pd
 
 from curate.errors import CurateError
+from curate.train.runs import load_runs, run_dir
 from curate.workspace import Workspace, utc_now
-
-
-def run_dir(ws: Workspace, name: str) -> Path:
-    """Folder of a named run."""
-    return ws.path("runs") / name
 
 
 def input_store(ws: Workspace, rec: dict[str, Any]) -> tuple[np.ndarray, str]:
@@ -45,7 +40,8 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
                name: str | None = None, overrides: Any = None, seed: int = 0, device: str = "auto",
                resume: bool = False, quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
     """Train ``recipe`` on splits/<split> train rows (val for model selection), evaluate on test."""
-    from curate.split.api import read_split, split_classes
+    from curate.split.api import split_classes
+    from curate.split.store import read_split
     from curate.train import plots
     from curate.train.metrics import evaluate
     from curate.train.recipes import load_recipe
@@ -163,22 +159,6 @@ def train_eval_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet:
     return train_eval(ws, options.get("split", "cleaned"), recipe=options.get("recipe"), model=options.get("model"),
                       name=name, overrides=options.get("set"), seed=seed, device=options.get("device", "auto"),
                       resume=bool(options.get("resume")), quiet=quiet, argv=["pipeline", "train-eval"])
-
-
-def load_runs(ws: Workspace, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """metrics.json of the named runs (all finished runs when ``names`` is empty), oldest first."""
-    root = ws.path("runs")
-    names = list(names or [])
-    if not names:
-        found = sorted(root.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if root.exists() else []
-        names = [p.parent.name for p in found]
-    runs = []
-    for n in names:
-        path = root / n / "metrics.json"
-        if not path.exists():
-            raise CurateError(f"{path}: no finished run named {n!r}")
-        runs.append(json.loads(path.read_text(encoding="utf-8")))
-    return runs
 
 
 def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: Path | None = None) -> dict[str, Any]:

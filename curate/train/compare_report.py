@@ -14,6 +14,7 @@ from typing import Any
 from curate import atomic
 from curate.invocation import format_command
 from curate.report.sections import existing_sections
+from curate.train.runs import load_runs
 from curate.workspace import Workspace
 
 
@@ -70,8 +71,6 @@ def _leak_free_accuracy(ws: Workspace, runs: list[dict[str, Any]]) -> dict[str, 
 
 def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> Path:
     """Write the comparison of ``result`` (from :func:`curate.train.api.compare_runs`) to ``path``."""
-    from curate.train.api import load_runs
-
     path = Path(path)
     figures = path.parent / "figures" / path.stem
     figures.mkdir(parents=True, exist_ok=True)
