@@ -1,10 +1,9 @@
 """Options and output helpers shared by every ``curate`` command."""
 from __future__ import annotations
 
+import functools
 import json
-import sys
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, TypeVar
 
 import typer
 
@@ -44,7 +43,11 @@ def _default(obj: Any) -> Any:
 
 
 def run_guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; user-facing errors become a message and an exit code, not a traceback."""
+    """Run ``fn``; user-facing errors become a message and an exit code, not a traceback.
+
+    ``CurateError``: its ``exit_code``; ``ConfigError``: 2; ``WorkspaceError`` and
+    ``FileNotFoundError``: 1. Anything else (a bug) keeps its traceback.
+    """
     from curate.config import ConfigError
     from curate.errors import CurateError
     from curate.workspace import WorkspaceError
@@ -57,3 +60,37 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     except (ConfigError, WorkspaceError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(command: F) -> F:
+    """Decorator for a command's function: its body runs under :func:`run_guarded`.
+
+    Put it below ``@app.command(...)``; the signature (the options Typer reads) is kept::
+
+        @app.command("dedupe")
+        @guarded
+        def dedupe(workspace: Path = WorkspaceOpt, ...) -> None:
+            ...
+    """
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return run_guarded(lambda: command(*args, **kwargs))
+
+    run.curate_guarded = True  # type: ignore[attr-defined]  # what tests check every command for
+    return run  # type: ignore[return-value]
+
+
+def deprecated_alias(app: typer.Typer, old: str, new: str, command: Callable[..., Any]) -> None:
+    """Register ``old`` as a hidden command that says it is deprecated (one line on stderr) and then
+    runs ``command``, the function of ``curate new`` (same options, same outputs)."""
+
+    @functools.wraps(command)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        typer.echo(f"note: `curate {old}` is deprecated; use `curate {new}`", err=True)
+        return command(*args, **kwargs)
+
+    app.command(old, hidden=True, help=f"Deprecated name of `curate {new}`.")(alias)

@@ -29,24 +29,32 @@ StepFn = Callable[..., dict]
 
 STEPS: dict[str, str] = {
     "ingest": "curate.ingest.api:ingest_step",
-    "info": "curate.info:info_step",
+    "info": "curate.info.api:info_step",
     "audit": "curate.audit.api:audit_step",
-    "bench-ingest": "curate.bench.ingest:bench_ingest_step",
+    "ingest-bench": "curate.bench.ingest:bench_ingest_step",
     "mislabel": "curate.mislabel.api:mislabel_step",
-    "mislabel_bench": "curate.mislabel.bench:mislabel_bench_step",
+    "mislabel-bench": "curate.mislabel.bench:mislabel_bench_step",
     "split": "curate.split.api:split_step",
     "train-eval": "curate.train.api:train_eval_step",
     "compare": "curate.train.api:compare_step",
     "report": "curate.report.api:report_step",
     "dedupe": "curate.dedupe.api:dedupe_step",
-    "dedupe_bench": "curate.dedupe.bench:bench_dedupe_step",
+    "dedupe-bench": "curate.dedupe.bench:bench_dedupe_step",
 }
-"""Step name -> "module:function". Each function is ``fn(ws, options, *, seed, quiet) -> dict``."""
+"""Step name -> "module:function". Each function is ``fn(ws, options, *, seed, quiet) -> dict``.
+A step is named like the command that does the same (a benchmark: ``<stage>-bench``)."""
+
+DEPRECATED_STEPS: dict[str, str] = {
+    "bench-ingest": "ingest-bench",
+    "dedupe_bench": "dedupe-bench",
+    "mislabel_bench": "mislabel-bench",
+}
+"""Old step name -> its name now; pipeline files with the old name still run, with a note."""
 
 
 def resolve_step(name: str) -> StepFn:
     """The function behind a step name; a clear error listing known steps otherwise."""
-    target = STEPS.get(name)
+    target = STEPS.get(DEPRECATED_STEPS.get(name, name))
     if target is None:
         raise CurateError(f"unknown pipeline step {name!r}; known steps: {', '.join(sorted(STEPS))}", exit_code=2)
     module, func = target.split(":")
@@ -78,23 +86,27 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> dict[
     if not isinstance(steps, list) or not steps:
         raise ConfigError(f"{path}: 'steps' must be a non-empty list")
     parsed: list[tuple[str, dict[str, Any]]] = []
+    notes: list[str] = []
     for i, item in enumerate(steps):
         if isinstance(item, str):
             item = {item: {}}
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{path}: step {i + 1} must be a name or a one-key mapping, got {item!r}")
         (name, options), = item.items()
+        if name in DEPRECATED_STEPS:
+            notes.append(f"note: pipeline step {name!r} is deprecated; use {DEPRECATED_STEPS[name]!r}")
+            name = DEPRECATED_STEPS[name]
         if name not in STEPS:
             raise CurateError(f"{path}: step {i + 1}: unknown step {name!r}; known steps: {', '.join(sorted(STEPS))}",
                               exit_code=2)
         parsed.append((name, dict(options or {})))
-    extra = parse_overrides(overrides or [])
+    extra = {DEPRECATED_STEPS.get(k, k): v for k, v in parse_overrides(overrides or []).items()}
     for key in extra:
         if key not in {n for n, _ in parsed}:
             raise ConfigError(f"override for {key!r}: the pipeline has no such step")
     parsed = [(n, deep_merge(o, extra.get(n, {}))) for n, o in parsed]
     return {"name": spec.get("name", path.stem), "workspace": spec.get("workspace"),
-            "seed": int(spec.get("seed", 0)), "steps": parsed, "path": path}
+            "seed": int(spec.get("seed", 0)), "steps": parsed, "path": path, "notes": notes}
 
 
 def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed: int | None = None,
@@ -107,6 +119,8 @@ def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed:
     variables = {"sample": str(sample_path()), "pipeline_dir": str(Path(path).resolve().parent),
                  "workspace": str(Path(ws_root).resolve())}
     ws = Workspace(ws_root)
+    for note in spec["notes"]:
+        log(f"[{spec['name']}] {note}")
     results = []
     for name, options in spec["steps"]:
         fn = resolve_step(name)

@@ -78,8 +78,8 @@ def test_cli_and_pipeline_registration():
     result = CliRunner().invoke(app, ["mislabel", "--help"])
     assert result.exit_code == 0 and "--mode" in result.output
     assert resolve_step("mislabel").__name__ == "mislabel_step"
-    assert resolve_step("mislabel_bench").__name__ == "mislabel_bench_step"
-    assert resolve_step("mislabel_bench").__module__ == "curate.mislabel.bench"
+    assert resolve_step("mislabel-bench").__name__ == "mislabel_bench_step"
+    assert resolve_step("mislabel-bench").__module__ == "curate.mislabel.bench"
 
 
 def test_unknown_option_is_refused(sample_ws):

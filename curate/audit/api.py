@@ -7,14 +7,14 @@ benchmark); :func:`audit` adds the workspace I/O, the findings write and the run
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from curate.audit.base import AuditContext
 from curate.audit.checks_photo import PhotoData
-from curate.audit.registry import ALL_CHECKS, CHECKS, PHOTO_CHECKS, resolve_checks
+from curate.audit.registry import ALL_CHECKS, CHECKS, PHOTO_CHECKS, WORKSPACE_CHECKS, resolve_checks
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE
 from curate.config import load_config
 from curate.errors import CurateError
@@ -93,7 +93,13 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
     ctx = AuditContext(images=images, image_ids=[str(i) for i in image_ids], config=config, seed=seed,
                        quiet=quiet, load_original=load_original, photo=photo)
     frames, seconds = [], {}
-    for name in resolve_checks(names):
+    names = resolve_checks(names)
+    staged = [n for n in names if n in WORKSPACE_CHECKS]
+    if staged:
+        raise CurateError(f"workspace check(s) {', '.join(staged)} run on the whole workspace by their own stage, "
+                          f"not on image arrays: use run_audit or `curate audit --checks {','.join(staged)}`",
+                          exit_code=2)
+    for name in names:
         t0 = time.perf_counter()
         frames.append(run_check(name, ctx))
         seconds[name] = round(time.perf_counter() - t0, 2)
@@ -183,6 +189,34 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
     return summary
 
 
+def split_overrides(overrides: list[str] | None) -> tuple[list[str] | None, dict[str, list[str]]]:
+    """``KEY=VALUE`` overrides -> (those of the image checks, ``{name: [KEY=VALUE]}`` of each workspace check,
+    from its ``NAME.KEY=VALUE`` ones)."""
+    own = {n: [s.removeprefix(f"{n}.") for s in overrides or [] if s.startswith(f"{n}.")] for n in WORKSPACE_CHECKS}
+    if overrides is None:
+        return None, own
+    return [s for s in overrides if not any(s.startswith(f"{n}.") for n in WORKSPACE_CHECKS)], own
+
+
+def run_audit(ws: Workspace, checks: list[str] | None = None, *, overrides: list[str] | None = None,
+              config_file=None, seed: int = 0, quiet: bool = False,
+              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """What ``curate audit`` and the pipeline step run: the named image checks through :func:`audit`
+    (every default-enabled one when none are named), then each named workspace check (opt-in, e.g.
+    ``mislabel``) by its own stage, with the ``NAME.KEY=VALUE`` overrides as its options.
+
+    Returns the audit summary (when image checks ran) plus one key per workspace check run.
+    """
+    image_set, own = split_overrides(overrides)
+    staged = [n for n in checks or [] if n in WORKSPACE_CHECKS]
+    image = [n for n in checks if n not in WORKSPACE_CHECKS] if checks else checks
+    summary = (audit(ws, image, overrides=image_set, config_file=config_file, seed=seed, quiet=quiet)
+               if image or not staged else {})
+    for name in staged:
+        summary[name] = WORKSPACE_CHECKS[name].run(ws, own[name], seed=seed, quiet=quiet, log=log)
+    return summary
+
+
 def audit_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
     """Pipeline step: ``{checks: [blank, non_face], set: {watermark.threshold: 0.9}}``."""
     opts = dict(options)
@@ -194,7 +228,7 @@ def audit_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool
         overrides = [f"{k}={v}" for k, v in overrides.items()]
     if opts:
         raise CurateError(f"audit step: unknown option(s) {', '.join(opts)}; use checks and set", exit_code=2)
-    return audit(ws, checks, overrides=overrides or None, seed=seed, quiet=quiet)
+    return run_audit(ws, checks, overrides=overrides or None, seed=seed, quiet=quiet)
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -207,11 +241,18 @@ def render_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def list_checks(config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every registered check with its description and default options."""
+def list_checks(config: dict[str, Any] | None = None,
+                own_overrides: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Every registered check with its description and default options (a workspace check's
+    from its own config file, with ``own_overrides[name]`` applied)."""
     cfg = config if config is not None else load_config("audit")
     out = []
     for name in ALL_CHECKS:
+        if name in WORKSPACE_CHECKS:
+            entry = WORKSPACE_CHECKS[name]
+            out.append({"name": name, "description": entry.description,
+                        "defaults": entry.defaults((own_overrides or {}).get(name))})
+            continue
         variants = [c for c in (CHECKS.get(name), PHOTO_CHECKS.get(name)) if c is not None]
         out.append({"name": name, "description": " | photos: ".join(c.description for c in variants),
                     "judged_on": "+".join(c.applies_to for c in variants), "defaults": cfg.get(name, {})})

@@ -63,6 +63,8 @@ class Check:
     photo: judged on the original photo, photo rows only."""
     judges_uncropped: ClassVar[bool] = False
     """True for image statistics (blank, dark, ...) that mean the same on a whole photo."""
+    default_enabled: ClassVar[bool] = True
+    """False: an opt-in check, run only when named (``--checks NAME``), never by default or "all"."""
 
     def __init__(self, params: dict[str, Any]):
         self.params = params
@@ -78,3 +80,34 @@ class Check:
         """Flagged at the check's threshold (NaN scores are never flagged)."""
         scores = np.asarray(scores, dtype=np.float64)
         return np.nan_to_num(scores, nan=-np.inf) >= self.threshold
+
+
+class WorkspaceCheck:
+    """A check run on the whole workspace by its own stage (e.g. ``mislabel``: cross-validated
+    models), with its own config file; the stage writes its own rows of findings.parquet.
+
+    It is an entry of the audit registry like the image checks: ``curate audit --checks NAME``
+    runs it after the image checks, ``--set NAME.KEY=VALUE`` sets its options, ``--list``
+    shows it. Opt-in unless ``default_enabled``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    applies_to: ClassVar[str] = "workspace"
+    default_enabled: ClassVar[bool] = False
+
+    @classmethod
+    def defaults(cls, overrides: list[str] | None = None) -> dict[str, Any]:
+        """Its options (its config file with ``overrides`` applied), as ``--list`` shows them."""
+        raise NotImplementedError
+
+    @classmethod
+    def run(cls, ws: Any, overrides: list[str] | None, *, seed: int, quiet: bool,
+            log: Callable[[str], None]) -> dict[str, Any]:
+        """Run the stage on workspace ``ws``; returns its summary."""
+        raise NotImplementedError
+
+    @classmethod
+    def render(cls, summary: dict[str, Any]) -> str:
+        """Readable lines of the summary :meth:`run` returned."""
+        raise NotImplementedError

@@ -1,4 +1,4 @@
-"""``curate bench-audit``: recall of the audit checks on defects injected into real FER2013 crops.
+"""``curate audit-bench``: recall of the audit checks on defects injected into real FER2013 crops.
 
 Protocol (seeded):
 1. ingest the data once (or reuse a workspace given as ``--data``);

@@ -1,4 +1,4 @@
-"""Markdown report of ``curate bench-audit`` (figures come only from the measured result)."""
+"""Markdown report of ``curate audit-bench`` (figures come only from the measured result)."""
 from __future__ import annotations
 
 from pathlib import Path

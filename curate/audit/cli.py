@@ -1,4 +1,4 @@
-"""``curate audit`` and ``curate bench-audit``."""
+"""``curate audit``, ``curate audit-model train | info`` and ``curate audit-bench``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded, say
+from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, deprecated_alias, emit,
+                               guarded, say)
 
 
 def _render_list(checks: dict) -> str:
@@ -17,27 +18,12 @@ def _render_list(checks: dict) -> str:
     return "\n".join(lines)
 
 
-MISLABEL = "mislabel"
-"""The cross-validated mislabel check (curate.mislabel) also answers to ``curate audit --checks mislabel``."""
-
-
-def mislabel_entry(overrides: list[str]) -> dict:
-    """The mislabel check as ``--list`` shows it (defaults from configs/mislabel.yaml)."""
-    from curate.config import load_config
-
-    return {"name": MISLABEL, "description": "Likely wrong label: out-of-fold model disagreement (confident learning, "
-                                            "embedding neighbours, area under the margin); suggests a label. "
-                                            "Runs only when named; options as --set mislabel.KEY=VALUE.",
-            "defaults": load_config("mislabel", overrides or None)}
-
-
 def _render_audit(summary: dict) -> str:
     from curate.audit.api import render_summary
-    from curate.mislabel.cli import render as render_mislabel
+    from curate.audit.registry import WORKSPACE_CHECKS
 
     parts = [render_summary(summary)] if "checks" in summary else []
-    if MISLABEL in summary:
-        parts.append(render_mislabel(summary[MISLABEL]))
+    parts += [entry.render(summary[name]) for name, entry in WORKSPACE_CHECKS.items() if name in summary]
     return "\n".join(parts)
 
 
@@ -56,7 +42,8 @@ def open_ui(ws, port: int, quiet: bool) -> dict:
 def register(app: typer.Typer) -> None:
     """Add the audit commands to ``app``."""
 
-    @app.command()
+    @app.command("audit")
+    @guarded
     def audit(
         workspace: Path = WorkspaceOpt,
         checks: Optional[str] = typer.Option(None, "--checks", help="Comma-separated checks (default: all). See --list."),
@@ -74,45 +61,35 @@ def register(app: typer.Typer) -> None:
         Writes one row per image and check to findings.parquet (re-running a check replaces its rows only).
         `--checks mislabel` adds the cross-validated mislabel check (same as `curate mislabel`).
         """
-        from curate.audit.api import audit as do_audit, list_checks
+        from curate.audit.api import list_checks, run_audit, split_overrides
         from curate.config import load_config
         from curate.workspace import Workspace
 
-        def go():
-            audit_set = [s for s in set_ or [] if not s.startswith(f"{MISLABEL}.")]
-            mislabel_set = [s.removeprefix(f"{MISLABEL}.") for s in set_ or [] if s.startswith(f"{MISLABEL}.")]
-            if list_:
-                listed = list_checks(load_config("audit", audit_set, config)) + [mislabel_entry(mislabel_set)]
-                emit({"checks": listed}, as_json, _render_list, False)
-                return
-            names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
-            with_mislabel = bool(names) and MISLABEL in names
-            names = [n for n in names if n != MISLABEL] if names else names
-            ws = Workspace.open(workspace)
-            summary = (do_audit(ws, names, overrides=audit_set, config_file=config, seed=seed, quiet=quiet)
-                       if names or not with_mislabel else {})
-            if with_mislabel:  # the cross-validated check: its own config (configs/mislabel.yaml)
-                from curate.mislabel.api import run_mislabel
-
-                summary[MISLABEL] = run_mislabel(ws, overrides=mislabel_set or None, seed=seed, quiet=quiet,
-                                                 log=lambda m: say(m, quiet))
-            if open_ui_:
-                say(f"opening the review app on port {port} ...", quiet)
-                summary["review"] = open_ui(ws, port, quiet)
-            emit(summary, as_json, _render_audit, quiet)
-
-        run_guarded(go)
+        if list_:
+            audit_set, own_sets = split_overrides(set_ or [])
+            emit({"checks": list_checks(load_config("audit", audit_set, config), own_sets)}, as_json, _render_list,
+                 False)
+            return
+        names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+        ws = Workspace.open(workspace)
+        summary = run_audit(ws, names, overrides=set_ or [], config_file=config, seed=seed, quiet=quiet,
+                            log=lambda m: say(m, quiet))
+        if open_ui_:
+            say(f"opening the review app on port {port} ...", quiet)
+            summary["review"] = open_ui(ws, port, quiet)
+        emit(summary, as_json, _render_audit, quiet)
 
     model_app = typer.Typer(help="The defect model of the learned audit checks: train a weights file, show one.",
                             no_args_is_help=True)
     app.add_typer(model_app, name="audit-model")
 
     @model_app.command("train")
+    @guarded
     def audit_model_train(
         workspace: Path = WorkspaceOpt,
         out: Path = typer.Option(..., "--out", help="Weights file to write (NAME.pt; NAME.json is written next to it)."),
         holdout_bench: Optional[int] = typer.Option(None, "--holdout-bench-seed", help="Leave out the `curate "
-                                                    "bench-audit --seed N` reporting half of this workspace (the "
+                                                    "audit-bench --seed N` reporting half of this workspace (the "
                                                     "workspace must hold the benchmark's data, in ingest order)."),
         reviewed: Optional[Path] = typer.Option(None, "--reviewed", help="CSV (image_id, issue) of confirmed real "
                                                 "defects: kept out of the clean class."),
@@ -130,17 +107,15 @@ def register(app: typer.Typer) -> None:
         from curate.audit.model_train import train_bundle
         from curate.workspace import Workspace
 
-        def go():
-            ws = Workspace.open(workspace)
-            result = train_bundle(ws, out, overrides=set_, config_file=config, seed=seed,
-                                  holdout_bench_seed=holdout_bench, reviewed=reviewed, quiet=quiet)
-            emit(result, as_json, lambda r: (f"wrote {r['weights']} ({r['bytes'] / 1024:.0f} KB) and {r['sidecar']}: "
-                                             f"{r['images_used']:,} training images, {r['train_seconds']:.0f} s"),
-                 quiet)
-
-        run_guarded(go)
+        ws = Workspace.open(workspace)
+        result = train_bundle(ws, out, overrides=set_, config_file=config, seed=seed,
+                              holdout_bench_seed=holdout_bench, reviewed=reviewed, quiet=quiet)
+        emit(result, as_json, lambda r: (f"wrote {r['weights']} ({r['bytes'] / 1024:.0f} KB) and {r['sidecar']}: "
+                                         f"{r['images_used']:,} training images, {r['train_seconds']:.0f} s"),
+             quiet)
 
     @model_app.command("info")
+    @guarded
     def audit_model_info(
         weights: Optional[Path] = typer.Argument(None, help="Weights file (default: the bundled model)."),
         as_json: bool = JsonOpt,
@@ -158,10 +133,11 @@ def register(app: typer.Typer) -> None:
                               f"{', '.join(t.get('held_out', {})) or 'nothing'}), seed {m.get('seed')}",
                               f"  curate {m.get('curate_version')}: {m.get('command')}"])
 
-        run_guarded(lambda: emit(describe(weights or BUNDLED_WEIGHTS), as_json, render, False))
+        emit(describe(weights or BUNDLED_WEIGHTS), as_json, render, False)
 
-    @app.command("bench-audit")
-    def bench_audit(
+    @app.command("audit-bench")
+    @guarded
+    def audit_bench(
         data: Path = typer.Option(Path("../shared/data/fer2013/fer2013.csv.gz"), "--data",
                                   help="FER2013 CSV (or any source `curate ingest` reads) to inject defects into."),
         out: Path = typer.Option(Path("reports/audit.md"), "--out", help="Markdown report to write."),
@@ -181,10 +157,9 @@ def register(app: typer.Typer) -> None:
         """Benchmark the audit checks on injected defects (recall at the clean images' FPR); writes a report."""
         from curate.audit.bench import run_bench
 
-        def go():
-            result = run_bench(data, out=out, scratch=scratch, per_type=per_type, limit=limit, seed=seed,
-                               overrides=set_, reviewed=reviewed, timing=timing, shift=shift,
-                               quiet=quiet)
-            emit(result, as_json, lambda r: f"report written to {r['report']}", quiet)
+        result = run_bench(data, out=out, scratch=scratch, per_type=per_type, limit=limit, seed=seed,
+                           overrides=set_, reviewed=reviewed, timing=timing, shift=shift,
+                           quiet=quiet)
+        emit(result, as_json, lambda r: f"report written to {r['report']}", quiet)
 
-        run_guarded(go)
+    deprecated_alias(app, "bench-audit", "audit-bench", audit_bench)

@@ -3,7 +3,7 @@
 This is how the package's own model (:data:`~curate.audit.defect_weights.BUNDLED_WEIGHTS`) is
 made: the same self-supervised training as ``model.weights: none`` (the workspace's crops as
 the clean class, synthetic defects made from them), with the training images chosen here:
-``holdout_bench_seed`` keeps the ``curate bench-audit`` reporting half of that seed out
+``holdout_bench_seed`` keeps the ``curate audit-bench`` reporting half of that seed out
 (so the benchmark's figures are measured on images the model never saw), ``reviewed`` keeps
 images a reviewer confirmed as real defects out of the clean class. The sidecar records the
 data (workspace sources, a digest of the whole pixel store and of the training ids), the

@@ -84,7 +84,7 @@ def run_ingest_benchmark(csv_path: Path, folders_tar: Path | None, report: Path,
 def render_report(r: dict[str, Any]) -> str:
     """Markdown report of the ingest benchmark."""
     lines = ["# Ingest benchmark (FER2013)", "",
-             "Produced by `curate run pipelines/bench_ingest.yaml` (the `bench-ingest` step), which runs",
+             "Produced by `curate run pipelines/bench_ingest.yaml` (the `ingest-bench` step), which runs",
              "`pandas.read_csv` and `curate ingest` alternately in fresh interpreters on the same file and",
              "measures each one's wall time and peak resident memory.", "",
              f"Source: `{r['csv']}`", "",
@@ -114,6 +114,6 @@ def render_report(r: dict[str, Any]) -> str:
 
 
 def bench_ingest_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
-    """Pipeline step ``bench-ingest``: ``{csv: ..., folders_tar: ..., report: reports/ingest.md, repeats: 3}``."""
+    """Pipeline step ``ingest-bench``: ``{csv: ..., folders_tar: ..., report: reports/ingest.md, repeats: 3}``."""
     return run_ingest_benchmark(Path(options["csv"]), Path(options["folders_tar"]) if options.get("folders_tar") else None,
                                 Path(options.get("report", "reports/ingest.md")), int(options.get("repeats", 3)))

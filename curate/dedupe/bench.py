@@ -1,6 +1,6 @@
 """Duplicate benchmark: injected near copies of real images, exact-duplicate check, speed and growth.
 
-Run as the pipeline step ``dedupe_bench`` (pipelines/bench_dedupe.yaml) or ``curate dedupe-bench``
+Run as the pipeline step ``dedupe-bench`` (pipelines/bench_dedupe.yaml) or ``curate dedupe-bench``
 on a workspace holding FER2013. It
 
 1. checks exact duplicates on the whole workspace against an independent byte-level grouping;
@@ -241,7 +241,7 @@ def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: dict, r
 
 
 def bench_dedupe_step(ws, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
-    """Pipeline step ``dedupe_bench``: run the benchmark on ``ws`` and write the Markdown report."""
+    """Pipeline step ``dedupe-bench``: run the benchmark on ``ws`` and write the Markdown report."""
     from curate.dedupe.report import write_report
 
     opts = dict(DEFAULTS)
@@ -249,7 +249,7 @@ def bench_dedupe_step(ws, options: dict[str, Any], *, seed: int, quiet: bool) ->
     if unknown:
         from curate.config import ConfigError
 
-        raise ConfigError(f"dedupe_bench: unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        raise ConfigError(f"dedupe-bench: unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     opts.update(options or {})
     cfg = load_config("dedupe")
     rng = np.random.default_rng(seed)

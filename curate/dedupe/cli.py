@@ -6,13 +6,14 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def register(app: typer.Typer) -> None:
     """Add the dedupe commands to the ``curate`` app."""
 
     @app.command("dedupe")
+    @guarded
     def dedupe(
         workspace: Path = WorkspaceOpt,
         embedder: Optional[str] = typer.Option(None, "--embedder", help="pixel | clip | cnn | none "
@@ -29,14 +30,12 @@ def register(app: typer.Typer) -> None:
         from curate.dedupe.api import dedupe as run_dedupe, render_summary
         from curate.workspace import Workspace
 
-        def go():
-            summary = run_dedupe(Workspace.open(workspace), overrides=set_, config_file=config, embedder=embedder,
-                                 seed=seed, quiet=quiet)
-            emit(summary, as_json, render_summary, quiet)
-
-        run_guarded(go)
+        summary = run_dedupe(Workspace.open(workspace), overrides=set_, config_file=config, embedder=embedder,
+                             seed=seed, quiet=quiet)
+        emit(summary, as_json, render_summary, quiet)
 
     @app.command("dedupe-bench")
+    @guarded
     def dedupe_bench(
         workspace: Path = typer.Option(Path("./curate-bench-dedupe"), "--workspace", "-w",
                                        help="Workspace holding the base images (FER2013 ingested)."),
@@ -52,13 +51,10 @@ def register(app: typer.Typer) -> None:
         from curate.dedupe.bench import bench_dedupe_step, render_bench
         from curate.workspace import Workspace
 
-        def go():
-            options = {"report": str(report)}
-            if set_:
-                from curate.config import parse_overrides
+        options = {"report": str(report)}
+        if set_:
+            from curate.config import parse_overrides
 
-                options.update(parse_overrides(set_))
-            summary = bench_dedupe_step(Workspace.open(workspace), options, seed=seed, quiet=quiet)
-            emit(summary, as_json, render_bench, quiet)
-
-        run_guarded(go)
+            options.update(parse_overrides(set_))
+        summary = bench_dedupe_step(Workspace.open(workspace), options, seed=seed, quiet=quiet)
+        emit(summary, as_json, render_bench, quiet)

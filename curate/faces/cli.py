@@ -6,13 +6,14 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def register(app: typer.Typer) -> None:
     """Add the face-stage commands to the ``curate`` app."""
 
     @app.command("faces")
+    @guarded
     def faces(
         workspace: Path = WorkspaceOpt,
         set_: Optional[List[str]] = SetOpt,
@@ -28,15 +29,13 @@ def register(app: typer.Typer) -> None:
         from curate.faces.api import find_faces
         from curate.workspace import Workspace
 
-        def go():
-            summary = find_faces(Workspace.open(workspace), overrides=set_, config_file=config, quiet=quiet)
-            emit(summary, as_json, lambda s: (f"faces: a face found and aligned in {s['with_face']:,} of "
-                                              f"{s['photos']:,} photos; {s['several_faces']:,} with several; "
-                                              f"{s['errors']:,} errors ({s['seconds']:.1f}s)"), quiet)
-
-        run_guarded(go)
+        summary = find_faces(Workspace.open(workspace), overrides=set_, config_file=config, quiet=quiet)
+        emit(summary, as_json, lambda s: (f"faces: a face found and aligned in {s['with_face']:,} of "
+                                          f"{s['photos']:,} photos; {s['several_faces']:,} with several; "
+                                          f"{s['errors']:,} errors ({s['seconds']:.1f}s)"), quiet)
 
     @app.command("photos-bench")
+    @guarded
     def photos_bench(
         workspace: Path = WorkspaceOpt,
         review: Path = typer.Option(Path("reports/review/scraped-reviewed.csv"), "--review",
@@ -60,17 +59,14 @@ def register(app: typer.Typer) -> None:
         from curate.faces.report import render_report
         from curate.workspace import Workspace
 
-        def go():
-            result = run_bench(Workspace.open(workspace), review, folds=folds, seed=seed, write_model=write_model)
-            if timing is not None:
-                import json
+        result = run_bench(Workspace.open(workspace), review, folds=folds, seed=seed, write_model=write_model)
+        if timing is not None:
+            import json
 
-                result["timing_run"] = json.loads(Path(timing).read_text(encoding="utf-8"))
-            if report is not None:
-                from curate import atomic
+            result["timing_run"] = json.loads(Path(timing).read_text(encoding="utf-8"))
+        if report is not None:
+            from curate import atomic
 
-                atomic.write_text(report, render_report(result))
-                result["report"] = str(report)
-            emit(result, as_json, render_report, quiet)
-
-        run_guarded(go)
+            atomic.write_text(report, render_report(result))
+            result["report"] = str(report)
+        emit(result, as_json, render_report, quiet)

@@ -233,12 +233,12 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
 
 
 def mislabel_bench_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
-    """Pipeline step ``mislabel_bench``: options ``out`` (workspace of the flipped copy), ``subset``,
+    """Pipeline step ``mislabel-bench``: options ``out`` (workspace of the flipped copy), ``subset``,
     ``flip_rate``, ``report`` (markdown path) and ``mislabel`` (overrides of configs/mislabel.yaml)."""
     known = {"out", "subset", "flip_rate", "report", "mislabel"}
     unknown = set(options) - known
     if unknown:
-        raise CurateError(f"mislabel_bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
+        raise CurateError(f"mislabel-bench: unknown options {sorted(unknown)}; known: {sorted(known)}", exit_code=2)
     out = Path(options.get("out") or (str(ws.root) + "-flipped"))
     return run_bench(ws, out, subset=int(options.get("subset", 0)), flip_rate=float(options.get("flip_rate", 0.1)),
                      seed=seed, overrides=options.get("mislabel") or None,

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded, say
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded, say
 
 
 def render(summary: dict) -> str:
@@ -21,7 +21,7 @@ def render(summary: dict) -> str:
         lines.append(f"  estimated wrong labels {summary['estimated_issues']}, flagged {summary['flagged']}")
     for pair, count in summary.get("top_flagged_pairs", {}).items():
         lines.append(f"    {pair:<22} {count}")
-    lines.append(f"  findings.parquet check=mislabel; oof_probs.npy / oof_index.parquet / oof_meta.json"
+    lines.append("  findings.parquet check=mislabel; oof_probs.npy / oof_index.parquet / oof_meta.json"
                  if summary["mode"] == "oof" else "  findings.parquet check=mislabel")
     return "\n".join(lines)
 
@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
     """Add the mislabel commands to the ``curate`` app."""
 
     @app.command("mislabel")
+    @guarded
     def mislabel(
         workspace: Path = WorkspaceOpt,
         mode: Optional[str] = typer.Option(None, "--mode", help="oof (k-fold out-of-fold models, default) | "
@@ -49,20 +50,18 @@ def register(app: typer.Typer) -> None:
         from curate.mislabel.api import run_mislabel
         from curate.workspace import Workspace
 
-        def go():
-            overrides = parse_overrides(set_ or [])
-            for key, value in (("mode", mode), ("folds", folds), ("recipe", recipe), ("device", device)):
-                if value is not None:
-                    overrides[key] = value
-            summary = run_mislabel(Workspace.open(workspace), overrides=overrides or None, config_file=config,
-                                   seed=seed, quiet=quiet, log=lambda m: say(m, quiet))
-            if summary.get("judged") is False and quiet:  # a warning, not chatter: said (via log) or printed
-                typer.echo(f"warning: mislabel {summary['reason']}", err=True)
-            emit(summary, as_json, render, quiet)
-
-        run_guarded(go)
+        overrides = parse_overrides(set_ or [])
+        for key, value in (("mode", mode), ("folds", folds), ("recipe", recipe), ("device", device)):
+            if value is not None:
+                overrides[key] = value
+        summary = run_mislabel(Workspace.open(workspace), overrides=overrides or None, config_file=config,
+                               seed=seed, quiet=quiet, log=lambda m: say(m, quiet))
+        if summary.get("judged") is False and quiet:  # a warning, not chatter: said (via log) or printed
+            typer.echo(f"warning: mislabel {summary['reason']}", err=True)
+        emit(summary, as_json, render, quiet)
 
     @app.command("mislabel-bench")
+    @guarded
     def mislabel_bench(
         workspace: Path = WorkspaceOpt,
         out: Path = typer.Option(Path("./curate-mislabel-bench"), "--out", help="Workspace for the flipped copy."),
@@ -81,10 +80,7 @@ def register(app: typer.Typer) -> None:
         from curate.mislabel.bench import render_bench, run_bench
         from curate.workspace import Workspace
 
-        def go():
-            summary = run_bench(Workspace.open(workspace), out, subset=subset, flip_rate=flip_rate, seed=seed,
-                                overrides=set_, report=report, rescore=rescore, quiet=quiet,
-                                log=lambda m: say(m, quiet))
-            emit(summary, as_json, render_bench, quiet)
-
-        run_guarded(go)
+        summary = run_bench(Workspace.open(workspace), out, subset=subset, flip_rate=flip_rate, seed=seed,
+                            overrides=set_, report=report, rescore=rescore, quiet=quiet,
+                            log=lambda m: say(m, quiet))
+        emit(summary, as_json, render_bench, quiet)

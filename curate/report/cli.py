@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def _render(s: dict) -> str:
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     """Add ``curate report`` to the CLI."""
 
     @app.command("report")
+    @guarded
     def report(workspace: Path = WorkspaceOpt, set_: Optional[List[str]] = SetOpt,
                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt, quiet: bool = QuietOpt) -> None:
         """Write report/index.html: counts, class balance before/after, issue galleries, duplicates, noise, runs."""
@@ -25,10 +26,7 @@ def register(app: typer.Typer) -> None:
         from curate.report.api import report_step
         from curate.workspace import Workspace
 
-        def go():
-            options = read_yaml(config) if config is not None else {}
-            options = deep_merge(options, parse_overrides(set_ or []))
-            summary = report_step(Workspace.open(workspace), options, quiet=quiet)
-            emit(summary, as_json, _render, quiet)
-
-        run_guarded(go)
+        options = read_yaml(config) if config is not None else {}
+        options = deep_merge(options, parse_overrides(set_ or []))
+        summary = report_step(Workspace.open(workspace), options, quiet=quiet)
+        emit(summary, as_json, _render, quiet)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from curate.cli_common import JsonOpt, QuietOpt, WorkspaceOpt, emit, run_guarded, say
+from curate.cli_common import JsonOpt, QuietOpt, WorkspaceOpt, emit, guarded, say
 
 ReviewerOpt = typer.Option(None, "--reviewer", help="Who decided (default: $USER).")
 
@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
                          no_args_is_help=True)
 
     @review.command("open")
+    @guarded
     def open_(workspace: Path = WorkspaceOpt,
               port: int = typer.Option(5151, "--port", help="App port on 127.0.0.1."),
               no_launch: bool = typer.Option(False, "--no-launch", help="Only build/update the dataset."),
@@ -61,25 +62,21 @@ def register(app: typer.Typer) -> None:
         from curate.review.app import open_review
         from curate.workspace import Workspace
 
-        def go():
-            summary = open_review(Workspace.open(workspace), port=port, launch=not no_launch, quiet=quiet)
-            emit(summary, as_json, _render_open, quiet)
-
-        run_guarded(go)
+        summary = open_review(Workspace.open(workspace), port=port, launch=not no_launch, quiet=quiet)
+        emit(summary, as_json, _render_open, quiet)
 
     @review.command("pull")
+    @guarded
     def pull(workspace: Path = WorkspaceOpt, reviewer: Optional[str] = ReviewerOpt,
              as_json: bool = JsonOpt, quiet: bool = QuietOpt) -> None:
         """Record the App's review tags (keep / exclude / relabel:<class>) in decisions.parquet."""
         from curate.review.api import pull_review
         from curate.workspace import Workspace
 
-        def go():
-            emit(pull_review(Workspace.open(workspace), reviewer=reviewer), as_json, _render_pull, quiet)
-
-        run_guarded(go)
+        emit(pull_review(Workspace.open(workspace), reviewer=reviewer), as_json, _render_pull, quiet)
 
     @review.command("export")
+    @guarded
     def export(out: Path = typer.Option(..., "-o", "--output", help="CSV to write."),
                workspace: Path = WorkspaceOpt,
                only_flagged: bool = typer.Option(False, "--only-flagged", help="Only flagged or duplicated images."),
@@ -88,13 +85,11 @@ def register(app: typer.Typer) -> None:
         from curate.review.api import export_review
         from curate.workspace import Workspace
 
-        def go():
-            summary = export_review(Workspace.open(workspace), out, only_flagged=only_flagged, quiet=quiet)
-            emit(summary, as_json, lambda s: f"{s['rows']} rows written to {s['csv']}", quiet)
-
-        run_guarded(go)
+        summary = export_review(Workspace.open(workspace), out, only_flagged=only_flagged, quiet=quiet)
+        emit(summary, as_json, lambda s: f"{s['rows']} rows written to {s['csv']}", quiet)
 
     @review.command("import")
+    @guarded
     def import_(csv: Path = typer.Argument(..., help="A review CSV with image_id, decision[, new_label]."),
                 workspace: Path = WorkspaceOpt, reviewer: Optional[str] = ReviewerOpt,
                 as_json: bool = JsonOpt, quiet: bool = QuietOpt) -> None:
@@ -102,14 +97,11 @@ def register(app: typer.Typer) -> None:
         from curate.review.api import import_review
         from curate.workspace import Workspace
 
-        def go():
-            summary = import_review(Workspace.open(workspace), csv, reviewer=reviewer)
-            emit(summary, as_json, _render_import, quiet)
-            if summary["errors"]:
-                if as_json or quiet:
-                    say(f"{len(summary['errors'])} bad rows skipped", quiet)
-                raise typer.Exit(1)
-
-        run_guarded(go)
+        summary = import_review(Workspace.open(workspace), csv, reviewer=reviewer)
+        emit(summary, as_json, _render_import, quiet)
+        if summary["errors"]:
+            if as_json or quiet:
+                say(f"{len(summary['errors'])} bad rows skipped", quiet)
+            raise typer.Exit(1)
 
     app.add_typer(review, name="review")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def _formats(value: Optional[str]) -> list[str] | None:
@@ -18,7 +18,8 @@ def _formats(value: Optional[str]) -> list[str] | None:
 def register(app: typer.Typer) -> None:
     """Add ``split`` and ``export`` to the curate app."""
 
-    @app.command()
+    @app.command("split")
+    @guarded
     def split(
         workspace: Path = WorkspaceOpt,
         name: Optional[str] = typer.Option(None, "--name", help="Split name: splits/<name>/ (default cleaned, or raw with --raw)."),
@@ -44,15 +45,13 @@ def register(app: typer.Typer) -> None:
         from curate.split.api import build_split, render_summary
         from curate.workspace import Workspace
 
-        def go():
-            summary = build_split(Workspace(workspace), name=name, raw=raw or None, clean_test=clean_test or None,
-                                  resplit_val=resplit_val or None, balance=balance, export=_formats(export),
-                                  classes=_formats(classes), overrides=set_, config_file=config, seed=seed, quiet=quiet)
-            emit(summary, as_json, render_summary, quiet)
-
-        run_guarded(go)
+        summary = build_split(Workspace(workspace), name=name, raw=raw or None, clean_test=clean_test or None,
+                              resplit_val=resplit_val or None, balance=balance, export=_formats(export),
+                              classes=_formats(classes), overrides=set_, config_file=config, seed=seed, quiet=quiet)
+        emit(summary, as_json, render_summary, quiet)
 
     @app.command("export")
+    @guarded
     def export_cmd(
         workspace: Path = WorkspaceOpt,
         name: str = typer.Option("cleaned", "--name", help="Split to export (splits/<name>)."),
@@ -64,12 +63,9 @@ def register(app: typer.Typer) -> None:
         from curate.split.export import export_split
         from curate.workspace import Workspace
 
-        def go():
-            ws = Workspace.open(workspace)
-            done = export_split(ws, name, _formats(formats) or [], quiet=quiet)
-            ws.record_run("export", options={"name": name, "formats": list(done)},
-                          counts={"formats": len(done)})
-            emit({"name": name, "exports": done}, as_json,
-                 lambda s: "\n".join(f"{k}: {v}" for k, v in s["exports"].items()), quiet)
-
-        run_guarded(go)
+        ws = Workspace.open(workspace)
+        done = export_split(ws, name, _formats(formats) or [], quiet=quiet)
+        ws.record_run("export", options={"name": name, "formats": list(done)},
+                      counts={"formats": len(done)})
+        emit({"name": name, "exports": done}, as_json,
+             lambda s: "\n".join(f"{k}: {v}" for k, v in s["exports"].items()), quiet)

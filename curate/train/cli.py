@@ -6,13 +6,14 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, run_guarded
+from curate.cli_common import JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def register(app: typer.Typer) -> None:
     """Add ``train-eval`` and ``compare`` to the curate app."""
 
     @app.command("train-eval")
+    @guarded
     def train_eval_cmd(
         split: str = typer.Option(..., "--split", help="Split to train on (splits/<name>, made by `curate split`)."),
         workspace: Path = WorkspaceOpt,
@@ -36,19 +37,19 @@ def register(app: typer.Typer) -> None:
         from curate.train.api import render_train_eval, train_eval
         from curate.workspace import Workspace
 
-        def go():
-            summary = train_eval(Workspace(workspace), split, recipe=recipe, model=model, name=name,
-                                 overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet)
-            emit(summary, as_json, render_train_eval, quiet)
+        summary = train_eval(Workspace(workspace), split, recipe=recipe, model=model, name=name,
+                             overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet)
+        emit(summary, as_json, render_train_eval, quiet)
 
-        run_guarded(go)
-
-    @app.command()
+    @app.command("compare")
+    @guarded
     def compare(
         runs: Optional[List[str]] = typer.Argument(None, help="Run names (default: every finished run)."),
         workspace: Path = WorkspaceOpt,
         report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown comparison report "
                                               "(metrics, per-class F1, confusion matrices, split counts) here."),
+        review: Optional[Path] = typer.Option(None, "--review", help="Also score each run on the test images of this "
+                                              "by-eye label review (reports/review/fer2013-labels-reviewed.csv)."),
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
@@ -56,12 +57,11 @@ def register(app: typer.Typer) -> None:
         from curate.train.api import compare_runs, render_compare
         from curate.workspace import Workspace
 
-        def go():
-            emit(compare_runs(Workspace.open(workspace), runs, report=report), as_json, render_compare, quiet)
-
-        run_guarded(go)
+        emit(compare_runs(Workspace.open(workspace), runs, report=report, review=review), as_json, render_compare,
+             quiet)
 
     @app.command("train-bench")
+    @guarded
     def train_bench_cmd(
         recipe: str = typer.Option("cpu_fast", "--recipe", help="Recipe name in configs/train/ or a YAML path."),
         batches: int = typer.Option(8, "--batches", help="Training batches to time."),
@@ -75,10 +75,7 @@ def register(app: typer.Typer) -> None:
         """Measure a recipe's images/s (CPU, and GPU when present) and estimate its full-run time (FLOP count)."""
         from curate.train.bench import bench_recipe, render_bench, write_bench_section
 
-        def go():
-            result = bench_recipe(recipe, overrides=set_, batches=batches, target_tflops=target_tflops)
-            if report is not None:
-                result["report"] = str(write_bench_section(result, report))
-            emit(result, as_json, render_bench, quiet)
-
-        run_guarded(go)
+        result = bench_recipe(recipe, overrides=set_, batches=batches, target_tflops=target_tflops)
+        if report is not None:
+            result["report"] = str(write_bench_section(result, report))
+        emit(result, as_json, render_bench, quiet)
