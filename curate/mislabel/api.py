@@ -72,9 +72,8 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     evidence text starts with ``not judged: out-of-fold accuracy X% vs majority-class Y% (p=...)``,
     and the summary (and oof_meta.json) get ``judged: false`` and the ``reason``.
     """
-    from curate.findings import make_findings, write_findings
     from curate.mislabel.folds import assign_folds
-    from curate.mislabel.scoring import evidence_text, knn_label_distribution, score_variant
+    from curate.mislabel.scoring import evidence_text, knn_label_distribution
     from curate.mislabel.skill import skill_test
 
     started = utc_now()
@@ -121,39 +120,65 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
                  fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
                  judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
+        extra = {} if oof.probs_final is None else {"probs_final": oof.probs_final.astype(np.float32)}
         save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
-                  embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups)
+                  embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups, **extra)
         summary.update({"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
                         "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
                         "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
                         "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()})
-        scores = score_variant(cfg["variant"], probs, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
-                               aum_weight=float(cfg["aum_weight"]))
+        scores = score_oof(cfg, probs, y, knn=knn, aum=aum)
     else:
         probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg["device"], quiet=quiet)
         scores = dynamics_scores(probs, y, aum, float(cfg["dynamics"]["aum_threshold"]))
         summary["train_accuracy"] = round(float((probs.argmax(axis=1) == y).mean()), 4)
         summary.update({"judged": True, "reason": None,
                         "skill": {"tested": False, "why": "dynamics mode has no held-out predictions"}})
-    evidence = evidence_text(scores.probs, y, classes, knn=knn, aum=aum)
+    evidence = evidence_text(probs, y, classes, knn=knn, aum=aum)
     if not summary["judged"]:  # a model no better than the majority class cannot judge labels: flag nothing
         scores = replace(scores, flagged=np.zeros(len(y), bool), suggested=np.full(len(y), -1, np.int64),
                          estimated_issues=0)
         evidence = [f"{verdict.headline} | {text}" for text in evidence]
         log(f"warning: mislabel {summary['reason']}")
-    suggested = [classes[s] if s >= 0 else None for s in scores.suggested]
-    rows_df = make_findings(ids, CHECK, scores.score, scores.flagged, evidence, suggested)
-    write_findings(ws, rows_df, checks=[CHECK])
-    pairs = (pd.Series([f"{classes[a]}->{classes[b]}" for a, b in zip(y[scores.flagged],
-                                                                       scores.suggested[scores.flagged])])
-             .value_counts().head(8).to_dict())
-    summary.update({"variant": scores.variant, "estimated_issues": int(scores.estimated_issues),
-                    "flagged": int(scores.flagged.sum()), "top_flagged_pairs": pairs,
-                    "seconds": round(time.perf_counter() - t0, 1)})
+    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
+                                           ambiguity_ratio=float(cfg["ambiguity_ratio"])))
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
     ws.record_run("mislabel", seed=seed, started=started, options=dict(cfg),
                   counts={"images": summary["images"], "flagged": summary["flagged"],
                           "judged": bool(summary["judged"])})
     return summary
+
+
+def score_oof(cfg: dict[str, Any], probs: np.ndarray, y: np.ndarray, *, knn: np.ndarray | None,
+              aum: np.ndarray | None):
+    """Score out-of-fold probabilities with the configured variant, after the class-prior balance
+    (``class_prior_power``, see :func:`curate.mislabel.scoring.class_balanced`)."""
+    from curate.mislabel.scoring import class_balanced, score_variant
+
+    balanced = class_balanced(probs, float(cfg["class_prior_power"]))
+    return score_variant(cfg["variant"], balanced, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
+                         aum_weight=float(cfg["aum_weight"]))
+
+
+def write_mislabel_findings(ws: Workspace, ids: np.ndarray, y: np.ndarray, classes: list[str], scores: Any,
+                            evidence: list[str], *, ambiguity_ratio: float,
+                            certain: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the ``mislabel`` findings (suggestions ``ambiguous: a|b`` where the top two classes are
+    close, except for ``certain`` images, e.g. a reviewer's relabels); return the summary fields
+    (variant, estimated issues, flagged, top pairs, ambiguous)."""
+    from curate.findings import make_findings, write_findings
+    from curate.mislabel.scoring import is_ambiguous, suggestion_texts
+
+    suggested = suggestion_texts(scores.probs, y, scores.suggested, classes, ambiguity_ratio)
+    if certain is not None:
+        for i in np.flatnonzero(certain & (scores.suggested >= 0)):
+            suggested[i] = classes[int(scores.suggested[i])]
+    write_findings(ws, make_findings(ids, CHECK, scores.score, scores.flagged, evidence, suggested), checks=[CHECK])
+    flagged = np.flatnonzero(scores.flagged)
+    pairs = (pd.Series([f"{classes[y[i]]}->{suggested[i]}" for i in flagged]).value_counts().head(8).to_dict())
+    return {"variant": scores.variant, "estimated_issues": int(scores.estimated_issues),
+            "flagged": int(len(flagged)), "flagged_ambiguous": int(sum(is_ambiguous(suggested[i]) for i in flagged)),
+            "top_flagged_pairs": pairs}
 
 
 def save_oof(ws: Workspace, ids: np.ndarray, folds: np.ndarray, y: np.ndarray, probs: np.ndarray,
@@ -198,3 +223,88 @@ def mislabel_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: b
     """Pipeline step ``mislabel``: options are configs/mislabel.yaml keys."""
     return run_mislabel(ws, overrides=options or None, seed=seed, quiet=quiet)
 
+
+
+def load_oof(ws: Workspace) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
+    """The OOF outputs of an earlier ``curate mislabel`` run: probs, index, meta, signals."""
+    meta = ws.read_json("oof_meta.json")
+    index = ws.read_parquet("oof_index.parquet")
+    if meta is None or index is None or not ws.path("oof_probs.npy").exists():
+        raise CurateError(f"{ws.root}: no out-of-fold outputs; run `curate mislabel` first", exit_code=1)
+    signals_path = ws.path("mislabel") / "signals.npz"
+    signals: dict[str, np.ndarray] = {}
+    if signals_path.exists():
+        with np.load(signals_path, allow_pickle=False) as data:
+            signals = {k: data[k] for k in ("knn", "aum", "groups", "folds", "probs_final") if k in data.files}
+    return np.load(ws.path("oof_probs.npy")).astype(np.float64), index, meta, signals
+
+
+def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None = None,
+                     config_file: str | Path | None = None) -> dict[str, Any]:
+    """Re-rank the mislabel findings with the reviewer's decisions, without retraining.
+
+    Reads the OOF outputs of the last ``curate mislabel`` run and ``decisions.parquet``
+    (``curate review pull``); see :mod:`curate.mislabel.feedback`. Relabelled images are flagged
+    with the reviewer's label, kept ones are cleared, and the rest move with their class pair's
+    reviewed error rate; the flag count stays confident learning's estimate.
+    """
+    from curate.mislabel.feedback import CORRECT, ERROR, UNKNOWN, outcomes_from_decisions, rescore
+    from curate.mislabel.scoring import best_other_class, evidence_text, top_n_mask
+    from curate.review.decisions import latest_decisions, read_decisions
+
+    t0 = time.perf_counter()
+    cfg = load_config("mislabel", overrides, config_file)
+    probs, index, meta, signals = load_oof(ws)
+    classes = list(meta["classes"])
+    ids = index["image_id"].astype(str).to_numpy()
+    given = index["given_label"].astype(str).tolist()
+    y = np.array([classes.index(g) for g in given], dtype=np.int64)
+    knn, aum = signals.get("knn"), signals.get("aum")
+    base = score_oof(cfg, probs, y, knn=knn, aum=aum)
+    latest = latest_decisions(read_decisions(ws)).reindex(ids)
+    outcome = outcomes_from_decisions([None if pd.isna(d) else str(d) for d in latest["decision"]],
+                                      [None if pd.isna(v) else str(v) for v in latest["new_label"]], given)
+    other = best_other_class(base.probs, y)
+    reviewer_label = latest["new_label"].astype(object).to_numpy()
+    reviewer_class = np.array([classes.index(reviewer_label[i]) if outcome[i] == ERROR and reviewer_label[i] in classes
+                               else (y[i] if outcome[i] == CORRECT else -1) for i in range(len(y))], np.int64)
+    result = rescore(base.score, y, other, outcome, len(classes), strength=float(cfg["rescore_strength"]),
+                     groups=signals.get("groups"), reviewer_class=reviewer_class)
+    errors = outcome == ERROR
+    undecided = (outcome != ERROR) & (outcome != CORRECT)
+    judged = meta.get("judged", True) is not False
+    n_more = max(0, int(base.estimated_issues) - int(errors.sum())) if judged else 0
+    flagged = (errors & judged) | top_n_mask(result.score, n_more, eligible=undecided & (base.probs.argmax(1) != y))
+    suggested = np.where(flagged & ~errors, other, -1)
+    by_duplicate = flagged & (outcome == UNKNOWN) & (result.group_class >= 0) & (result.group_class != y)
+    suggested = np.where(by_duplicate, result.group_class, suggested)
+    for i in np.flatnonzero(errors & judged):
+        suggested[i] = reviewer_class[i]
+    evidence = evidence_text(probs, y, classes, knn=knn, aum=aum)
+    evidence = [_rescore_note(outcome[i], reviewer_label[i], result.pair_rate[i], text,
+                              classes[result.group_class[i]] if result.group_class[i] >= 0 else None)
+                for i, text in enumerate(evidence)]
+    scores = replace(base, score=result.score, flagged=flagged, suggested=suggested)
+    summary = {"mode": "rescore", "images": int(len(y)), "decided": result.decided,
+               "confirmed_errors": int(errors.sum()), "confirmed_labels": int((outcome == CORRECT).sum()),
+               "reviewed_error_rate": round(result.overall_rate, 4) if result.decided else None, "judged": judged}
+    summary["by_duplicate"] = int(((result.group_class >= 0) & (outcome == UNKNOWN)).sum())
+    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
+                                           ambiguity_ratio=float(cfg["ambiguity_ratio"]),
+                                           certain=errors | by_duplicate))
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    ws.record_run("mislabel_rescore", seed=0, started=utc_now(), options=dict(cfg),
+                  counts={"decided": result.decided, "flagged": summary["flagged"]})
+    return summary
+
+
+def _rescore_note(outcome: int, new_label: Any, pair_rate: float, text: str, duplicate_class: str | None) -> str:
+    from curate.mislabel.feedback import CORRECT, ERROR
+
+    if outcome == ERROR:
+        return f"reviewer: relabel to {new_label} | {text}"
+    if outcome == CORRECT:
+        return f"reviewer: label confirmed | {text}"
+    if duplicate_class is not None:
+        return f"a reviewed duplicate shows {duplicate_class} | {text}"
+    return f"{text}; reviewed error rate of this class pair {pair_rate:.0%}" if np.isfinite(pair_rate) else text

@@ -227,7 +227,10 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
     ws.write_json("bench_mislabel.json", bench)
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(render_report(bench), encoding="utf-8")
+        from curate.report.sections import existing_sections
+
+        kept = existing_sections(Path(report))  # e.g. the by-eye review section (curate mislabel-bench --review)
+        Path(report).write_text(render_report(bench) + "".join("\n" + block for block in kept), encoding="utf-8")
         bench["report"] = str(report)
     return bench
 

@@ -26,6 +26,17 @@ def render(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def render_rescore(summary: dict) -> str:
+    """Readable lines of a ``--rescore`` summary."""
+    lines = [f"mislabel --rescore: {summary['decided']} reviewed images ({summary['confirmed_errors']} wrong labels, "
+             f"{summary['confirmed_labels']} confirmed) of {summary['images']}",
+             f"  flagged {summary['flagged']} (estimated wrong labels {summary['estimated_issues']}; "
+             f"{summary['flagged_ambiguous']} with an ambiguous suggestion)"]
+    for pair, count in summary.get("top_flagged_pairs", {}).items():
+        lines.append(f"    {pair:<34} {count}")
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     """Add the mislabel commands to the ``curate`` app."""
 
@@ -38,6 +49,9 @@ def register(app: typer.Typer) -> None:
         folds: Optional[int] = typer.Option(None, "--folds", "-k", help="Number of folds (default 5)."),
         recipe: Optional[str] = typer.Option(None, "--recipe", help="Trainer recipe name or YAML (default oof_cpu)."),
         device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
+        rescore: bool = typer.Option(False, "--rescore", help="No training: re-rank the last run's findings with "
+                                     "the reviewer's decisions (decisions.parquet, from `curate review pull`): "
+                                     "relabels confirm wrong labels, keeps confirm labels, per class pair."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         config: Optional[Path] = ConfigOpt,
@@ -45,11 +59,17 @@ def register(app: typer.Typer) -> None:
         quiet: bool = QuietOpt,
     ) -> None:
         """Find wrong labels: cross-validated model disagreement, confident learning, embedding
-        neighbours and training dynamics. Resumable per fold; writes findings (check=mislabel)."""
+        neighbours and training dynamics. Resumable per fold; writes findings (check=mislabel);
+        suggestions read `ambiguous: a|b` when the two likeliest classes are close."""
         from curate.config import parse_overrides
-        from curate.mislabel.api import run_mislabel
+        from curate.mislabel.api import rescore_mislabel, run_mislabel
         from curate.workspace import Workspace
 
+        if rescore:
+            summary = rescore_mislabel(Workspace.open(workspace), overrides=parse_overrides(set_ or []) or None,
+                                       config_file=config)
+            emit(summary, as_json, render_rescore, quiet)
+            return
         overrides = parse_overrides(set_ or [])
         for key, value in (("mode", mode), ("folds", folds), ("recipe", recipe), ("device", device)):
             if value is not None:
@@ -70,15 +90,35 @@ def register(app: typer.Typer) -> None:
         report: Path = typer.Option(Path("reports/mislabel.md"), "--report", help="Markdown report to write."),
         rescore: bool = typer.Option(False, "--rescore", help="Reuse the flipped copy and out-of-fold outputs of an "
                                      "earlier run in --out; only score the variants again."),
+        review: Optional[Path] = typer.Option(None, "--review", help="Instead of flipping labels: score every "
+                                              "variant of the workspace's last `curate mislabel` run against this "
+                                              "by-eye review CSV (e.g. reports/review/fer2013-labels-reviewed.csv) "
+                                              "and write the report's review section."),
+        second_view: bool = typer.Option(True, "--second-view/--no-second-view", help="With --review: also fit the "
+                                         "HOG/LBP linear view (about 2 CPU minutes on FER2013)."),
+        baseline: Optional[List[Path]] = typer.Option(None, "--baseline", help="With --review: another workspace "
+                                                      "holding a `curate mislabel` run of the same images (e.g. "
+                                                      "another recipe); adds its row. Repeatable."),
         seed: int = SeedOpt,
         set_: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
         """Flip a known share of labels in a copy (uniform + confusable pairs), run the mislabel
-        check on it, and report precision/recall per scoring variant and for cleanlab's defaults."""
+        check on it, and report precision/recall per scoring variant and for cleanlab's defaults;
+        or, with --review, measure the variants against real errors found by eye."""
         from curate.mislabel.bench import render_bench, run_bench
         from curate.workspace import Workspace
+
+        if review is not None:
+            from curate.mislabel.review_bench import run_review_bench
+            from curate.mislabel.review_report import render_review
+
+            result = run_review_bench(Workspace.open(workspace), review, report=report, overrides=set_,
+                                      second_view=second_view, baselines=[Workspace.open(b) for b in baseline or []],
+                                      log=lambda m: say(m, quiet))
+            emit(result, as_json, render_review, quiet)
+            return
 
         summary = run_bench(Workspace.open(workspace), out, subset=subset, flip_rate=flip_rate, seed=seed,
                             overrides=set_, report=report, rescore=rescore, quiet=quiet,

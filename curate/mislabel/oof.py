@@ -70,6 +70,7 @@ class OOFResult:
     trained: list[int] = field(default_factory=list)   # folds computed in this call
     skipped: list[int] = field(default_factory=list)   # folds loaded from a previous run
     seconds: dict[int, float] = field(default_factory=dict)
+    probs_final: np.ndarray | None = None  # (N, C) the final models' alone, when snapshots were averaged in
 
 
 def run_fold(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, fold: int, *, recipe: dict[str, Any],
@@ -80,17 +81,23 @@ def run_fold(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, fold: in
     train_idx = np.flatnonzero(folds != fold)
     test_idx = np.flatnonzero(folds == fold)
     t0 = time.perf_counter()
-    result = fit(np.asarray(images[train_idx]), labels[train_idx], recipe, num_classes=n_classes,
-                 seed=int(seed) * 1000 + fold, device=device, quiet=quiet, record_dynamics=True)
     test_images = np.asarray(images[test_idx])
-    probs = predict_proba(result.model, test_images, tta=tta, device=device)
+    result = fit(np.asarray(images[train_idx]), labels[train_idx], recipe, num_classes=n_classes,
+                 seed=int(seed) * 1000 + fold, device=device, quiet=quiet, record_dynamics=True,
+                 snapshot_images=test_images if int(recipe.get("snapshots", 0)) > 0 else None)
+    final = predict_proba(result.model, test_images, tta=tta, device=device)
+    probs = final
+    if result.snapshot_probs is not None:  # the final (TTA) model and the last epochs' snapshots, equally
+        n_snap = int(recipe["snapshots"])
+        probs = (final + n_snap * result.snapshot_probs) / (1 + n_snap)
     emb = embed(result.model, test_images, device=device)
     dynamics = getattr(result, "dynamics", None)
     if dynamics is not None and len(dynamics):
         aum = np.asarray(dynamics, dtype=np.float64).mean(axis=0).astype(np.float32)
     else:
         aum = np.full(len(train_idx), np.nan, np.float32)
-    return {"test_idx": test_idx.astype(np.int64), "probs": np.asarray(probs, np.float32),
+    extra = {} if result.snapshot_probs is None else {"probs_final": np.asarray(final, np.float32)}
+    return {**extra, "test_idx": test_idx.astype(np.int64), "probs": np.asarray(probs, np.float32),
             "embeddings": np.asarray(emb, np.float16), "train_idx": train_idx.astype(np.int64),
             "train_aum": aum, "seconds": np.float64(time.perf_counter() - t0)}
 
@@ -127,6 +134,10 @@ def run_oof(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, recipe
         result.seconds[fold] = float(arrays["seconds"])
         test_idx = arrays["test_idx"]
         probs[test_idx] = arrays["probs"]
+        if "probs_final" in arrays:
+            if result.probs_final is None:
+                result.probs_final = np.full_like(probs, np.nan)
+            result.probs_final[test_idx] = arrays["probs_final"]
         emb = arrays["embeddings"].astype(np.float32)
         if embeddings is None:
             embeddings = np.zeros((n, emb.shape[1]), np.float32)

@@ -116,6 +116,50 @@ class MislabelScores:
     variant: str
 
 
+def class_balanced(probs: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Probabilities divided by each class's mean predicted probability to the ``power``, renormalised.
+
+    A model trained on imbalanced labels gives a rare class (FER2013's disgust: 1.5% of the
+    images) tiny probabilities everywhere, so every image of that class would rank as a likely
+    error and draw the wrong suggestion; dividing by the class prior (logit adjustment) undoes
+    that. ``power`` 0 = unchanged.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if power <= 0:
+        return probs
+    prior = np.maximum(probs.mean(axis=0), 1e-12)
+    adjusted = probs / prior ** float(power)
+    return adjusted / adjusted.sum(axis=1, keepdims=True)
+
+
+def suggestion_texts(probs: np.ndarray, labels: np.ndarray, suggested: np.ndarray,
+                     classes: list[str] | tuple[str, ...], ambiguity_ratio: float) -> list[str | None]:
+    """The suggested label per image, or ``ambiguous: a|b`` when it is not clear-cut.
+
+    A suggestion is ambiguous when the two most probable classes (``a`` first) are close:
+    p(b) >= ``ambiguity_ratio`` * p(a). Images without a suggestion (``-1``) get None; a ratio
+    above 1 never calls a suggestion ambiguous.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+    rows = np.arange(len(probs))
+    close = probs[rows, order[:, 1]] >= ambiguity_ratio * probs[rows, order[:, 0]]
+    out: list[str | None] = []
+    for i, s in enumerate(np.asarray(suggested)):
+        if s < 0:
+            out.append(None)
+        elif close[i]:
+            out.append(f"ambiguous: {classes[order[i, 0]]}|{classes[order[i, 1]]}")
+        else:
+            out.append(classes[int(s)])
+    return out
+
+
+def is_ambiguous(suggestion: object) -> bool:
+    """True for an ``ambiguous: a|b`` suggestion."""
+    return isinstance(suggestion, str) and suggestion.startswith("ambiguous: ")
+
+
 def combine_probs(probs: np.ndarray, knn: np.ndarray | None, knn_weight: float) -> np.ndarray:
     """(1 - w) * probs + w * knn (rows renormalised); probs unchanged without knn."""
     probs = np.asarray(probs, dtype=np.float64)

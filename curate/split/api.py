@@ -107,6 +107,10 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
         raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
     if cfg["balance"] not in BALANCE_MODES:
         raise CurateError(f"unknown balance mode {cfg['balance']!r}; choose {', '.join(BALANCE_MODES)}", exit_code=2)
+    for key, allowed in policy.MISLABEL_ACTIONS.items():
+        if cfg["mislabel"][key] not in allowed:
+            raise CurateError(f"split: mislabel.{key} {cfg['mislabel'][key]!r}: choose {' | '.join(allowed)}",
+                              exit_code=2)
     bad = [a for a in cfg["duplicates"]["actions"] if a not in policy.DUPLICATE_REMOVALS]
     if bad:
         raise CurateError(f"duplicates.actions {bad}: known actions {', '.join(policy.DUPLICATE_REMOVALS)}",
@@ -156,6 +160,7 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
             inputs["findings"] = None if findings is None else len(findings)
             steps["findings"] = policy.apply_findings(ledger, findings, find_cfg["exclude_checks"],
                                                       clean_test=clean_test_flag)
+            steps["mislabel"] = _mislabel_step(ws, ledger, findings, cfg["mislabel"], clean_test_flag)
     else:
         scope()
         duplicates = ws.read_parquet("duplicates.parquet")
@@ -177,7 +182,7 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
     ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
     options = {k: cfg[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
-                                   "decisions", "duplicates", "findings", "exclude_no_face")}
+                                   "decisions", "duplicates", "findings", "mislabel", "exclude_no_face")}
     options["classes"] = subset
     kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
     empty = [c for c in kept_classes if not (frame["label"] == c).any()]
@@ -202,6 +207,36 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
                   counts={"before": summary["images_before"], "removed": summary["removed"],
                           "relabelled": summary["relabelled"], **summary["counts"]})
     return summary
+
+
+def suggestion_confidence(ws: Workspace, findings: pd.DataFrame | None) -> pd.Series | None:
+    """Class-balanced out-of-fold probability of each flagged mislabel finding's suggested class,
+    by image_id (None without OOF outputs)."""
+    if findings is None or not ws.path("oof_probs.npy").exists():
+        return None
+    from curate.config import load_config
+    from curate.mislabel.api import load_oof
+    from curate.mislabel.scoring import class_balanced
+
+    probs, index, meta, _ = load_oof(ws)
+    balanced = class_balanced(probs, float(load_config("mislabel")["class_prior_power"]))
+    rows = findings[(findings["check"] == "mislabel") & findings["flagged"].astype(bool)]
+    position = pd.Series(np.arange(len(index)), index=index["image_id"].astype(str).to_numpy())
+    classes = {c: i for i, c in enumerate(meta["classes"])}
+    out = {}
+    for image_id, suggested in zip(rows["image_id"].astype(str), rows["suggested_label"]):
+        if isinstance(suggested, str) and suggested in classes and image_id in position.index:
+            out[image_id] = float(balanced[position[image_id], classes[suggested]])
+    return pd.Series(out, dtype=float)
+
+
+def _mislabel_step(ws: Workspace, ledger: pd.DataFrame, findings: pd.DataFrame | None, mcfg: dict[str, Any],
+                   clean_test: bool) -> dict[str, int]:
+    if mcfg["confident"] == "keep" and mcfg["other"] == "keep":
+        return {}
+    return policy.apply_mislabel(ledger, findings, suggestion_confidence(ws, findings), confident=mcfg["confident"],
+                                 other=mcfg["other"], min_probability=float(mcfg["relabel_min_probability"]),
+                                 clean_test=clean_test)
 
 
 def split_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:

@@ -166,6 +166,46 @@ def apply_findings(ledger: pd.DataFrame, findings: pd.DataFrame | None, exclude_
     return counts
 
 
+MISLABEL_ACTIONS = {"confident": ("keep", "exclude", "relabel"), "other": ("keep", "exclude")}
+
+
+def apply_mislabel(ledger: pd.DataFrame, findings: pd.DataFrame | None, confidence: pd.Series | None, *,
+                   confident: str, other: str, min_probability: float, clean_test: bool) -> dict[str, int]:
+    """Step 4: flagged ``mislabel`` findings (reviewer keeps and relabels win).
+
+    A *confident* finding has a single suggested class whose probability (``confidence``, by
+    image_id; the class-balanced out-of-fold probability) is at least ``min_probability``; it
+    gets ``confident`` (keep | exclude | relabel to the suggestion). Every other flagged finding
+    (``ambiguous: a|b`` suggestions, or below the bar) gets ``other`` (keep | exclude).
+    """
+    for key, value in (("confident", confident), ("other", other)):
+        if value not in MISLABEL_ACTIONS[key]:
+            raise ValueError(f"mislabel.{key} {value!r}: choose {' | '.join(MISLABEL_ACTIONS[key])}")
+    counts = {"relabelled": 0, "excluded_confident": 0, "excluded_other": 0, "kept": 0}
+    if findings is None or findings.empty:
+        return counts
+    rows = findings[(findings["check"] == "mislabel") & findings["flagged"].astype(bool)]
+    rows = rows.drop_duplicates("image_id").set_index("image_id")
+    touch = _touchable(ledger, clean_test) & ~ledger["protected"] & ledger["label"].eq(ledger["given_label"])
+    mask = touch & ledger["image_id"].isin(rows.index)
+    suggestion = ledger["image_id"].map(rows["suggested_label"].astype("string")).astype("string")
+    probability = (ledger["image_id"].map(confidence).astype(float) if confidence is not None
+                   else pd.Series(np.nan, index=ledger.index))
+    single = suggestion.notna() & ~suggestion.fillna("").str.startswith("ambiguous: ")
+    sure = mask & single & (probability >= float(min_probability))
+    unsure = mask & ~sure
+    if confident == "relabel":
+        ledger.loc[sure, "label"] = suggestion[sure]
+        counts["relabelled"] = int(sure.sum())
+    elif confident == "exclude":
+        counts["excluded_confident"] = _remove(ledger, sure, "mislabel", "mislabel: suggested " + suggestion.fillna(""))
+    if other == "exclude":
+        counts["excluded_other"] = _remove(ledger, unsure, "mislabel",
+                                           "mislabel: " + suggestion.fillna("no suggestion") + " (not confident)")
+    counts["kept"] = int(mask.sum()) - sum(counts[k] for k in ("relabelled", "excluded_confident", "excluded_other"))
+    return counts
+
+
 def apply_classes(ledger: pd.DataFrame, classes: Iterable[str] | None) -> dict[str, int]:
     """Scope step: remove kept images whose label is not in ``classes`` (None = keep every class).
 

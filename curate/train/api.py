@@ -161,10 +161,16 @@ def train_eval_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet:
                       resume=bool(options.get("resume")), quiet=quiet, argv=["pipeline", "train-eval"])
 
 
-def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: Path | None = None) -> dict[str, Any]:
+def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: Path | None = None,
+                 review: Path | None = None) -> dict[str, Any]:
     """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed.
 
     ``report``: also write the Markdown comparison there (:mod:`curate.train.compare_report`).
+    ``review``: a by-eye label review CSV (``image_id, label, verdict, shows``, e.g.
+    reports/review/fer2013-labels-reviewed.csv); each row then also gets ``reviewed``: the
+    accuracy against the reviewer's labels on the test images drawn at random for the review
+    (``parts`` containing ``test``; every reviewed row when there is no ``parts`` column), and
+    ``reviewed_all`` on every reviewed test image (:func:`curate.train.metrics.reviewed_accuracy`).
     """
     rows = []
     for m in load_runs(ws, names):
@@ -175,6 +181,16 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
                      "f1": {c: v["f1"] for c, v in m["per_class"].items()},
                      "images_per_s": m["images_per_s"], "seconds": m["seconds"]})
     result: dict[str, Any] = {"workspace": str(ws.root), "runs": rows}
+    if review is not None:
+        from curate.train.metrics import reviewed_accuracy
+
+        table = pd.read_csv(review, dtype=str, keep_default_na=False)
+        drawn = table[table["parts"].str.split("+").map(lambda p: "test" in p)] if "parts" in table else table
+        for row in rows:
+            pred = ws.read_parquet(f"runs/{row['run']}/predictions.parquet")
+            row["reviewed"] = reviewed_accuracy(pred, drawn) if pred is not None else None
+            row["reviewed_all"] = reviewed_accuracy(pred, table) if pred is not None else None
+        result["review"] = str(review)
     if report is not None:
         from curate.train.compare_report import write_compare_report
 
@@ -185,10 +201,12 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
 def compare_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
     """Pipeline step ``compare``: options ``runs`` (names; default every finished run) and ``report``
     (path of a Markdown comparison report)."""
-    unknown = set(options) - {"runs", "report"}
+    unknown = set(options) - {"runs", "report", "review"}
     if unknown:
-        raise CurateError(f"compare step: unknown option(s) {sorted(unknown)}; known: report, runs", exit_code=2)
-    return compare_runs(ws, options.get("runs"), report=options.get("report") or None)
+        raise CurateError(f"compare step: unknown option(s) {sorted(unknown)}; known: report, review, runs",
+                          exit_code=2)
+    return compare_runs(ws, options.get("runs"), report=options.get("report") or None,
+                        review=options.get("review") or None)
 
 
 def render_compare(result: dict[str, Any]) -> str:

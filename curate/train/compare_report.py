@@ -101,6 +101,7 @@ def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> P
                   "| run | leak-free test images | accuracy | on the leaked test images | n |", "|---|---:|---:|---:|---:|"]
         for name, (n_free, acc_free, n_leak, acc_leak) in leak.items():
             lines.append(f"| {name} | {n_free:,} | {acc_free:.2%} | {acc_leak:.2%} | {n_leak:,} |")
+    lines += _reviewed_lines(result)
     classes = list(dict.fromkeys(c for m in runs for c in m["classes"]))  # runs may predict different classes
     lines += ["", "Per-class F1 (precision / recall; - = not a class of that run):", "",
               "| run | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
@@ -128,3 +129,25 @@ def write_compare_report(ws: Workspace, result: dict[str, Any], path: Path) -> P
         text += "\n" + block
     atomic.write_text(path, text)
     return path
+
+
+def _reviewed_lines(result: dict[str, Any]) -> list[str]:
+    """Accuracy on the by-eye relabelled test images (``curate compare --review``)."""
+    rows = [r for r in result["runs"] if r.get("reviewed")]
+    if not rows:
+        return []
+    lines = ["", f"Accuracy on the PrivateTest images drawn at random for the by-eye review (`{result['review']}`; "
+                 "right = the class the reviewer saw, either class when ambiguous; unusable images left out), and on "
+                 "every reviewed test image (the later rounds add test images the mislabel rankings put on top):", "",
+             "| run | drawn test images | accuracy (reviewer's labels) | accuracy (given labels) | "
+             "all reviewed test images | accuracy (reviewer's labels) | accuracy (given labels) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rv, ra = r["reviewed"], r.get("reviewed_all") or r["reviewed"]
+        lines.append(f"| {r['run']} | {rv['n']} | {rv['accuracy']:.2%} | {rv['accuracy_given_labels']:.2%} | "
+                     f"{ra['n']} | {ra['accuracy']:.2%} | {ra['accuracy_given_labels']:.2%} |")
+    if len(rows) >= 2:
+        a, b = rows[0]["reviewed"], rows[-1]["reviewed"]
+        lines += ["", f"{rows[-1]['run']} minus {rows[0]['run']} on the reviewed images: "
+                      f"{100 * (b['accuracy'] - a['accuracy']):+.2f} points (reviewer's labels)."]
+    return lines

@@ -46,3 +46,26 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> d
     """Metrics of argmax predictions of ``probs`` (N, C) against ``y_true``."""
     pred = np.asarray(probs).argmax(1) if len(probs) else np.zeros(0, np.int64)
     return metrics_from_confusion(confusion_matrix(y_true, pred, len(classes)), classes)
+
+
+def reviewed_accuracy(predictions: Any, review: Any) -> dict[str, Any]:
+    """Accuracy of a run's test predictions against a by-eye review of the same images.
+
+    ``predictions``: a run's predictions.parquet frame (``image_id``, ``pred``); ``review``: rows
+    ``image_id, label, verdict, shows`` (see curate.mislabel.review_bench). A prediction is right
+    when it is the class the reviewer saw: the given label for ``right``, ``shows`` for ``wrong``,
+    either class of the pair for ``ambiguous``; ``unusable`` images are left out. Also reports the
+    accuracy against the given labels on the same images.
+    """
+    pred = dict(zip(predictions["image_id"].astype(str), predictions["pred"].astype(str)))
+    hits, given_hits, n = 0, 0, 0
+    for image_id, label, verdict, shows in zip(review["image_id"].astype(str), review["label"].astype(str),
+                                               review["verdict"].astype(str), review["shows"].fillna("").astype(str)):
+        if verdict == "unusable" or image_id not in pred:
+            continue
+        fits = {label} if verdict == "right" else set(shows.split("|"))
+        n += 1
+        hits += pred[image_id] in fits
+        given_hits += pred[image_id] == label
+    return {"n": n, "accuracy": hits / n if n else float("nan"),
+            "accuracy_given_labels": given_hits / n if n else float("nan")}

@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": 0,             # CPU threads; 0 = all cores available to this process
     "channels_last": True,
     "max_minutes": 0,             # stop training after this wall time (0 = no limit)
+    "small_loss_drop": 0.0,       # share of each batch's highest-loss images left out of the gradient (noisy
+                                  # labels: they are the likely wrong ones); 0 = off
+    "small_loss_warmup": 0,       # epochs trained on every image before small_loss_drop applies
+    "snapshots": 0,               # OOF: also average predictions of the last N epochs' models (snapshot ensemble)
 }
 
 _CHOICES = {

@@ -40,6 +40,17 @@ class FitResult:
     recipe: dict[str, Any] = field(default_factory=dict)
     pretrained: dict[str, Any] | None = None
     """A backbone's start: ``checkpoint`` (path, or None = from scratch), tensors loaded, head keys left out."""
+    snapshot_probs: np.ndarray | None = None
+    """Mean probabilities of ``snapshot_images`` over the last ``recipe['snapshots']`` epochs' models."""
+
+
+def small_loss_mask(losses: torch.Tensor, drop: float) -> torch.Tensor:
+    """True for the images kept in the gradient: all but the ``drop`` share with the highest loss."""
+    keep = len(losses) - int(round(drop * len(losses)))
+    if drop <= 0 or keep >= len(losses) or keep < 1:
+        return torch.ones_like(losses, dtype=torch.bool)
+    threshold = losses.detach().kthvalue(keep).values
+    return losses.detach() <= threshold
 
 
 class ResumeMismatch(ValueError):
@@ -190,14 +201,18 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
         val_images: np.ndarray | None = None, val_labels: np.ndarray | None = None, num_classes: int,
         seed: int = 0, device: str = "auto", quiet: bool = False, checkpoint_dir: str | Path | None = None,
         sample_weights: np.ndarray | None = None, record_dynamics: bool = False, resume: bool = False,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        snapshot_images: np.ndarray | None = None) -> FitResult:
     """Train a model from ``recipe`` on uint8 images; returns the best-validation model.
 
     ``sample_weights`` multiply each image's loss (with the recipe's class weights).
     ``record_dynamics`` keeps, per epoch, each training image's logit margin (given-label
     logit minus the largest other logit, on its augmented view) for area-under-margin.
     ``checkpoint_dir`` gets ``last.pt`` + ``last.json`` after every epoch (atomic);
-    ``resume=True`` continues from them.
+    ``resume=True`` continues from them. ``snapshot_images`` (with recipe ``snapshots`` N > 0)
+    are predicted (no TTA) after each of the last N epochs; the mean is ``snapshot_probs``.
+    Recipe ``small_loss_drop`` leaves each batch's highest-loss share out of the gradient after
+    ``small_loss_warmup`` epochs (their margins are still recorded).
     """
     recipe = load_recipe(recipe if isinstance(recipe, (dict, str, Path)) else None)
     dev = resolve_device(device)
@@ -274,6 +289,9 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     seen_images = sum(h["images"] for h in history)
     stopped_early = False
     patience = int(recipe["early_stopping"])
+    small_loss_on = float(recipe["small_loss_drop"]) > 0
+    n_snapshots = int(recipe["snapshots"]) if snapshot_images is not None else 0
+    snapshot_sum: np.ndarray | None = None
     for epoch in range(start_epoch, recipe["epochs"]):
         gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
         torch.manual_seed(int(seed) * 7_919 + epoch + 1)  # dropout
@@ -301,6 +319,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
                 logits = model(x)
                 losses = F.cross_entropy(logits.float(), y, reduction="none",
                                          label_smoothing=float(recipe["label_smoothing"]))
+                if small_loss_on and epoch >= int(recipe["small_loss_warmup"]):
+                    w = w * small_loss_mask(losses, float(recipe["small_loss_drop"]))
                 loss = (losses * w).sum() / w.sum().clamp_min(1e-8)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -332,6 +352,11 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
                                    device=str(dev))
             row["val_loss"] = float(-np.log(np.clip(vprobs[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
             row["val_acc"] = float((vprobs.argmax(1) == y_val).mean())
+            model.train()
+        if n_snapshots and epoch >= recipe["epochs"] - n_snapshots:
+            snap = predict_proba(model, snapshot_images, tta=False, batch_size=int(recipe["eval_batch_size"]),
+                                 device=str(dev))
+            snapshot_sum = snap if snapshot_sum is None else snapshot_sum + snap
             model.train()
         monitor = row.get("val_acc", row["train_acc"])
         if sched is not None and recipe["schedule"] == "plateau":
@@ -370,7 +395,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
                      best_epoch=best["epoch"] if has_val else done,
                      images_per_s=round(seen_images / max(train_seconds, 1e-6), 1),
                      seconds=round(train_seconds, 2), stopped_early=stopped_early, recipe=recipe,
-                     pretrained=pretrained)
+                     pretrained=pretrained,
+                     snapshot_probs=None if snapshot_sum is None else snapshot_sum / n_snapshots)
 
 
 def _save_checkpoint(ckpt: Path, fingerprint: dict, epoch: int, history: list, best: dict, model: nn.Module,
