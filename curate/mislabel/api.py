@@ -72,9 +72,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     evidence text starts with ``not judged: out-of-fold accuracy X% vs majority-class Y% (p=...)``,
     and the summary (and oof_meta.json) get ``judged: false`` and the ``reason``.
     """
-    from curate.mislabel.folds import assign_folds
-    from curate.mislabel.scoring import evidence_text, knn_label_distribution
-    from curate.mislabel.skill import skill_test
+    from curate.mislabel.scoring import evidence_text
 
     started = utc_now()
     t0 = time.perf_counter()
@@ -101,33 +99,11 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     n_classes = len(classes)
     summary: dict[str, Any] = {"mode": mode, "images": int(len(rows)), "photos_without_face": no_face, "classes": classes,
                                "recipe": recipe["name"], "groups_from": group_source}
+    headline = ""
     if mode == "oof":
-        from curate.mislabel.oof import fingerprint, run_oof, save_fold
-
-        k = int(cfg["folds"])
-        folds = assign_folds(y, groups, k=k, seed=seed)
-        fp = fingerprint(ids, y, folds, recipe, seed, {"tta": bool(cfg["tta"]), "classes": classes})
-        oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
-                      fingerprint_=fp, seed=seed, device=cfg["device"], tta=bool(cfg["tta"]), quiet=quiet, log=log)
-        probs, aum = oof.probs, oof.aum
-        knn = knn_label_distribution(oof.embeddings, y, n_classes, k=int(cfg["knn"]["k"]), blocks=folds,
-                                     groups=groups)
-        accuracy = float((probs.argmax(axis=1) == y).mean())
-        fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4)
-                         for f in range(k)}
-        verdict = skill_test(probs, y, folds, min_skill_p=float(cfg["min_skill_p"]),
-                             min_skill=float(cfg["min_skill"]), classes=classes)
-        save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
-                 fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
-                 judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
-        extra = {} if oof.probs_final is None else {"probs_final": oof.probs_final.astype(np.float32)}
-        save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
-                  embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups, **extra)
-        summary.update({"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
-                        "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
-                        "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
-                        "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()})
-        scores = score_oof(cfg, probs, y, knn=knn, aum=aum)
+        probs, aum, knn, scores, part, headline = _oof_scores(ws, cfg, images, y, ids, classes, groups, group_source,
+                                                              recipe, seed=seed, quiet=quiet, log=log)
+        summary.update(part)
     else:
         probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg["device"], quiet=quiet)
         scores = dynamics_scores(probs, y, aum, float(cfg["dynamics"]["aum_threshold"]))
@@ -138,7 +114,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     if not summary["judged"]:  # a model no better than the majority class cannot judge labels: flag nothing
         scores = replace(scores, flagged=np.zeros(len(y), bool), suggested=np.full(len(y), -1, np.int64),
                          estimated_issues=0)
-        evidence = [f"{verdict.headline} | {text}" for text in evidence]
+        evidence = [f"{headline} | {text}" for text in evidence]
         log(f"warning: mislabel {summary['reason']}")
     summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
                                            ambiguity_ratio=float(cfg["ambiguity_ratio"])))
@@ -147,6 +123,41 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
                   counts={"images": summary["images"], "flagged": summary["flagged"],
                           "judged": bool(summary["judged"])})
     return summary
+
+
+def _oof_scores(ws: Workspace, cfg: dict[str, Any], images: np.ndarray, y: np.ndarray, ids: np.ndarray,
+                classes: list[str], groups: np.ndarray, group_source: str, recipe: dict[str, Any], *, seed: int,
+                quiet: bool, log: Callable[[str], None]) -> tuple[Any, ...]:
+    """The k-fold part of :func:`run_mislabel`: folds, OOF training (resumable), neighbours, the
+    skill test, the OOF contract files and signals.npz; returns (probs, aum, knn, scores, summary
+    fields, the not-judged headline)."""
+    from curate.mislabel.folds import assign_folds
+    from curate.mislabel.oof import fingerprint, run_oof, save_fold
+    from curate.mislabel.scoring import knn_label_distribution
+    from curate.mislabel.skill import skill_test
+
+    k, n_classes = int(cfg["folds"]), len(classes)
+    folds = assign_folds(y, groups, k=k, seed=seed)
+    fp = fingerprint(ids, y, folds, recipe, seed, {"tta": bool(cfg["tta"]), "classes": classes})
+    oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
+                  fingerprint_=fp, seed=seed, device=cfg["device"], tta=bool(cfg["tta"]), quiet=quiet, log=log)
+    probs, aum = oof.probs, oof.aum
+    knn = knn_label_distribution(oof.embeddings, y, n_classes, k=int(cfg["knn"]["k"]), blocks=folds, groups=groups)
+    accuracy = float((probs.argmax(axis=1) == y).mean())
+    fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4) for f in range(k)}
+    verdict = skill_test(probs, y, folds, min_skill_p=float(cfg["min_skill_p"]), min_skill=float(cfg["min_skill"]),
+                         classes=classes)
+    save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
+             fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
+             judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
+    extra = {} if oof.probs_final is None else {"probs_final": oof.probs_final.astype(np.float32)}
+    save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
+              embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups, **extra)
+    part = {"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
+            "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
+            "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
+            "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()}
+    return probs, aum, knn, score_oof(cfg, probs, y, knn=knn, aum=aum), part, verdict.headline
 
 
 def score_oof(cfg: dict[str, Any], probs: np.ndarray, y: np.ndarray, *, knn: np.ndarray | None,
