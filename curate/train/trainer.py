@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate import atomic
+from curate.progress import progress
 from curate.train.augment import MEAN, STD, augment_batch, augment_params, center_crop, normalise, to_float, tta_views
 from curate.train.models import BackboneNet, build_from_recipe, build_model, load_backbone_checkpoint
 from curate.train.recipes import DEFAULTS, load_recipe
@@ -197,6 +198,258 @@ def _log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+@dataclass
+class _FitData:
+    """A fit's checked training and validation arrays (tensors on the device where they are used)."""
+
+    x_train: torch.Tensor
+    y_np: np.ndarray
+    y_train: torch.Tensor
+    weights: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return len(self.y_np)
+
+    @property
+    def has_val(self) -> bool:
+        return self.y_val is not None
+
+
+def _fit_data(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray | None,
+              val_labels: np.ndarray | None, num_classes: int, class_weights: str,
+              sample_weights: np.ndarray | None) -> _FitData:
+    """Check the training labels against ``num_classes``; the per-image loss weights (class x sample)."""
+    x_train = _as_u8(train_images)
+    y_np = np.array(train_labels, dtype=np.int64)  # a private, writable copy
+    n = len(y_np)
+    if n == 0 or len(x_train) != n:
+        raise ValueError(f"{len(x_train)} training images for {n} labels")
+    if y_np.min() < 0 or y_np.max() >= num_classes:
+        raise ValueError(f"training labels must lie in [0, {num_classes}), found {y_np.min()}..{y_np.max()}")
+    cw = class_weight_vector(y_np, num_classes, class_weights)
+    w_np = cw[y_np] * (np.ones(n, np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32))
+    has_val = val_images is not None and val_labels is not None and len(val_labels) > 0
+    return _FitData(x_train=x_train, y_np=y_np, y_train=torch.from_numpy(y_np),
+                    weights=torch.from_numpy(w_np.astype(np.float32)),
+                    x_val=_as_u8(val_images) if has_val else None,
+                    y_val=np.asarray(val_labels, dtype=np.int64) if has_val else None)
+
+
+def _start_model(recipe: dict[str, Any], num_classes: int, seed: int, resuming: bool,
+                 quiet: bool) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The recipe's model seeded by ``seed``; a backbone's pretrained start (None for a FER net)."""
+    torch.manual_seed(seed)
+    model = build_from_recipe(recipe, num_classes)
+    model.image_size = int(recipe["image_size"])
+    if not isinstance(model, BackboneNet):
+        return model, None
+    if recipe["checkpoint"] and not resuming:
+        pretrained = load_backbone_checkpoint(model, recipe["checkpoint"])
+        _log(f"backbone {model.arch}: {pretrained['tensors']} tensors from {pretrained['checkpoint']}"
+             + (f" (its classifier {model.head_prefix}.* left out; new head for {num_classes} classes)"
+                if pretrained["head_left_out"] else f" (new head for {num_classes} classes)"), quiet)
+    elif recipe["checkpoint"]:
+        pretrained = {"checkpoint": str(Path(recipe["checkpoint"]).expanduser()), "tensors": None,
+                      "head_left_out": []}
+    else:
+        pretrained = {"checkpoint": None, "tensors": 0, "head_left_out": []}
+        _log(f"backbone {model.arch}: checkpoint null - training from scratch (random initialisation; "
+             "nothing is downloaded: pass --set checkpoint=PATH for pretrained weights)", quiet)
+    return model, pretrained
+
+
+def _recipe_freeze_plan(model: nn.Module, recipe: dict[str, Any]) -> tuple[list[str], list[nn.Module]]:
+    """:func:`freeze_plan` for the recipe's ``freeze`` (nothing when ``freeze_epochs`` is 0); ConfigError."""
+    try:
+        return freeze_plan(model, recipe["freeze"]) if int(recipe["freeze_epochs"]) else ([], [])
+    except ValueError as exc:
+        from curate.config import ConfigError
+
+        raise ConfigError(f"recipe {exc}") from None
+
+
+@dataclass
+class _FitRun:
+    """What stays fixed during one fit: the recipe and what follows from it, the device, the options."""
+
+    recipe: dict[str, Any]
+    dev: torch.device
+    seed: int
+    quiet: bool
+    norm: _InputNorm
+    channels_last: bool
+    use_amp: bool
+    aug: Any
+    steps_per_epoch: int
+    frozen_names: list[str]
+    frozen_modules: list[nn.Module]
+    ckpt: Path | None
+    fingerprint: dict[str, Any]
+    n_snapshots: int
+    snapshot_images: np.ndarray | None
+    has_val: bool
+
+
+@dataclass
+class _FitState:
+    """What a fit carries from one epoch to the next (a checkpoint saves and restores it)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    dynamics: np.ndarray | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "state": None})
+    start_epoch: int = 0
+    train_seconds: float = 0.0
+    seen_images: int = 0
+    snapshot_sum: np.ndarray | None = None
+    stopped_early: bool = False
+
+
+def _start_state(run: _FitRun, model: nn.Module, n: int, resuming: bool, record_dynamics: bool) -> _FitState:
+    """Optimizer, schedule and scaler for ``model``; restored from the checkpoint when ``resuming``."""
+    recipe = run.recipe
+    opt = _make_optimizer(model, recipe)
+    state = _FitState(model=model, opt=opt, sched=_make_scheduler(opt, recipe, run.steps_per_epoch),
+                      scaler=torch.amp.GradScaler("cuda", enabled=run.use_amp and not torch.cuda.is_bf16_supported()),
+                      dynamics=np.zeros((recipe["epochs"], n), np.float32) if record_dynamics else None)
+    if resuming:
+        state.start_epoch, state.history, state.best = _load_checkpoint(
+            run.ckpt, run.fingerprint, model, opt, state.sched, state.scaler, run.dev)
+        if state.dynamics is not None and (run.ckpt / "dynamics.npy").exists():
+            state.dynamics[:state.start_epoch] = np.load(run.ckpt / "dynamics.npy")[:state.start_epoch]
+        _log(f"resumed from {run.ckpt / 'last.pt'} after epoch {state.start_epoch}", run.quiet)
+    state.train_seconds = sum(h["seconds"] for h in state.history)
+    state.seen_images = sum(h["images"] for h in state.history)
+    return state
+
+
+def _train_epoch(run: _FitRun, state: _FitState, data: _FitData, x_train_dev: torch.Tensor,
+                 epoch: int) -> tuple[dict[str, Any], float]:
+    """One pass over the shuffled training images (seeded by (seed, epoch)); the epoch's history row
+    and its seconds."""
+    recipe, dev, model, bs = run.recipe, run.dev, state.model, int(run.recipe["batch_size"])
+    gen = torch.Generator().manual_seed(int(run.seed) * 1_000_003 + epoch)
+    torch.manual_seed(int(run.seed) * 7_919 + epoch + 1)  # dropout
+    perm = torch.randperm(data.n, generator=gen)
+    model.train()
+    if run.frozen_modules:
+        frozen = epoch < int(recipe["freeze_epochs"])
+        _set_frozen(run.frozen_modules, frozen)
+        if frozen and epoch == state.start_epoch:
+            _log(f"epochs 1-{int(recipe['freeze_epochs'])}: {', '.join(run.frozen_names)} frozen "
+                 "(only the rest trains)", run.quiet)
+    small_loss = float(recipe["small_loss_drop"]) > 0 and epoch >= int(recipe["small_loss_warmup"])
+    t0 = time.perf_counter()
+    loss_sum, correct, count = 0.0, 0, 0
+    bar = progress(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe['epochs']}", quiet=run.quiet,
+                   unit="batch")
+    for s in range(run.steps_per_epoch):
+        idx = perm[s * bs:(s + 1) * bs]
+        if len(idx) < 2 and s > 0:
+            continue  # batch norm needs two samples
+        x = _prepare(x_train_dev[idx.to(x_train_dev.device)], dev)
+        x = _finish(augment_batch(x, run.aug, recipe["input_size"], recipe["image_size"], gen), run.channels_last,
+                    run.norm)
+        y = data.y_train[idx].to(dev)
+        logits, losses = _train_step(run, state, x, y, data.weights[idx].to(dev), small_loss)
+        with torch.no_grad():
+            lf = logits.detach().float()
+            correct += int((lf.argmax(1) == y).sum())
+            count += len(y)
+            loss_sum += float(losses.detach().sum())
+            if state.dynamics is not None:
+                given = lf.gather(1, y[:, None]).squeeze(1)
+                other = lf.scatter(1, y[:, None], float("-inf")).max(1).values
+                state.dynamics[epoch, idx.numpy()] = (given - other).cpu().numpy()
+        bar.update(1)
+        if s % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum / max(count, 1):.3f}", acc=f"{correct / max(count, 1):.3f}",
+                            ips=f"{count / max(time.perf_counter() - t0, 1e-6):.0f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
+            "lr": float(state.opt.param_groups[0]["lr"]), "seconds": round(seconds, 3), "images": count,
+            "images_per_s": round(count / max(seconds, 1e-6), 1)}, seconds
+
+
+def _train_step(run: _FitRun, state: _FitState, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                small_loss: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch (weighted cross-entropy; the small-loss share left out when
+    ``small_loss``); the batch's logits and per-image losses."""
+    recipe = run.recipe
+    with _autocast(run.dev, run.use_amp):
+        logits = state.model(x)
+        losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=float(recipe["label_smoothing"]))
+        if small_loss:
+            w = w * small_loss_mask(losses, float(recipe["small_loss_drop"]))
+        loss = (losses * w).sum() / w.sum().clamp_min(1e-8)
+    state.opt.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.opt)
+    state.scaler.update()
+    if state.sched is not None and recipe["schedule"] in ("onecycle", "cosine"):
+        state.sched.step()
+    return logits, losses
+
+
+def _validate(run: _FitRun, state: _FitState, data: _FitData, epoch: int, row: dict[str, Any]) -> None:
+    """After an epoch: ``val_loss`` and ``val_acc`` into ``row`` (with a validation set), the snapshot
+    predictions of the last N epochs, the plateau schedule and the best model so far."""
+    recipe = run.recipe
+    if data.has_val:
+        vprobs = predict_proba(state.model, data.x_val.numpy(), tta=False, batch_size=int(recipe["eval_batch_size"]),
+                               device=str(run.dev))
+        y_val = data.y_val
+        row["val_loss"] = float(-np.log(np.clip(vprobs[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
+        row["val_acc"] = float((vprobs.argmax(1) == y_val).mean())
+        state.model.train()
+    if run.n_snapshots and epoch >= recipe["epochs"] - run.n_snapshots:
+        snap = predict_proba(state.model, run.snapshot_images, tta=False, batch_size=int(recipe["eval_batch_size"]),
+                             device=str(run.dev))
+        state.snapshot_sum = snap if state.snapshot_sum is None else state.snapshot_sum + snap
+        state.model.train()
+    monitor = row.get("val_acc", row["train_acc"])
+    if state.sched is not None and recipe["schedule"] == "plateau":
+        state.sched.step(monitor)
+    if monitor > state.best["val_acc"]:
+        state.best = {"epoch": epoch + 1, "val_acc": monitor,
+                      "state": {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}}
+
+
+def _end_epoch(run: _FitRun, state: _FitState, epoch: int, row: dict[str, Any], seconds: float,
+               on_epoch: Callable[[dict[str, Any]], None] | None, t_start: float) -> bool:
+    """Record the epoch (history, log line, checkpoint, ``on_epoch``); True when training stops here
+    (early stopping on a validation set, or ``max_minutes``)."""
+    recipe, quiet, has_val = run.recipe, run.quiet, run.has_val
+    state.history.append(row)
+    state.train_seconds += seconds
+    state.seen_images += row["images"]
+    remaining = (recipe["epochs"] - epoch - 1) * (state.train_seconds / max(1, len(state.history)))
+    _log(f"epoch {epoch + 1}/{recipe['epochs']}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}"
+         + (f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}" if has_val else "")
+         + f"  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  {seconds:.0f}s  ETA {_fmt_eta(remaining)}",
+         quiet)
+    if run.ckpt is not None:
+        _save_checkpoint(run.ckpt, run.fingerprint, epoch + 1, state.history, state.best, state.model, state.opt,
+                         state.sched, state.scaler, state.dynamics)
+    if on_epoch is not None:
+        on_epoch(row)
+    patience = int(recipe["early_stopping"])
+    if patience and has_val and epoch + 1 - state.best["epoch"] >= patience:
+        _log(f"early stop: no val_acc gain for {patience} epochs (best epoch {state.best['epoch']})", quiet)
+        return True
+    if recipe["max_minutes"] and (time.perf_counter() - t_start) / 60 >= float(recipe["max_minutes"]):
+        _log(f"stopped after max_minutes={recipe['max_minutes']}", quiet)
+        return True
+    return False
+
+
 def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[str, Any], *,
         val_images: np.ndarray | None = None, val_labels: np.ndarray | None = None, num_classes: int,
         seed: int = 0, device: str = "auto", quiet: bool = False, checkpoint_dir: str | Path | None = None,
@@ -218,185 +471,54 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     dev = resolve_device(device)
     threads = (configure_threads(int(recipe["num_threads"]), log=lambda m: _log(m, quiet)) if dev.type == "cpu"
                else torch.get_num_threads())
-    x_train = _as_u8(train_images)
-    y_np = np.array(train_labels, dtype=np.int64)  # a private, writable copy
-    n = len(y_np)
-    if n == 0 or len(x_train) != n:
-        raise ValueError(f"{len(x_train)} training images for {n} labels")
-    if y_np.min() < 0 or y_np.max() >= num_classes:
-        raise ValueError(f"training labels must lie in [0, {num_classes}), found {y_np.min()}..{y_np.max()}")
-    y_train = torch.from_numpy(y_np)
-    cw = class_weight_vector(y_np, num_classes, recipe["class_weights"])
-    w_np = cw[y_np] * (np.ones(n, np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32))
-    weights = torch.from_numpy(w_np.astype(np.float32))
-    has_val = val_images is not None and val_labels is not None and len(val_labels) > 0
-    x_val = _as_u8(val_images) if has_val else None
-    y_val = np.asarray(val_labels, dtype=np.int64) if has_val else None
-
-    torch.manual_seed(seed)
-    model = build_from_recipe(recipe, num_classes)
-    model.image_size = int(recipe["image_size"])
-    norm = _InputNorm(model)
+    data = _fit_data(train_images, train_labels, val_images, val_labels, num_classes, recipe["class_weights"],
+                     sample_weights)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     resuming = ckpt is not None and resume and (ckpt / "last.pt").exists()
-    pretrained = None
-    if isinstance(model, BackboneNet):
-        if recipe["checkpoint"] and not resuming:
-            pretrained = load_backbone_checkpoint(model, recipe["checkpoint"])
-            _log(f"backbone {model.arch}: {pretrained['tensors']} tensors from {pretrained['checkpoint']}"
-                 + (f" (its classifier {model.head_prefix}.* left out; new head for {num_classes} classes)"
-                    if pretrained["head_left_out"] else f" (new head for {num_classes} classes)"), quiet)
-        elif recipe["checkpoint"]:
-            pretrained = {"checkpoint": str(Path(recipe["checkpoint"]).expanduser()), "tensors": None,
-                          "head_left_out": []}
-        else:
-            pretrained = {"checkpoint": None, "tensors": 0, "head_left_out": []}
-            _log(f"backbone {model.arch}: checkpoint null - training from scratch (random initialisation; "
-                 "nothing is downloaded: pass --set checkpoint=PATH for pretrained weights)", quiet)
-    freeze_epochs = int(recipe["freeze_epochs"])
-    try:
-        frozen_names, frozen_modules = freeze_plan(model, recipe["freeze"]) if freeze_epochs else ([], [])
-    except ValueError as exc:
-        from curate.config import ConfigError
-
-        raise ConfigError(f"recipe {exc}") from None
+    model, pretrained = _start_model(recipe, num_classes, seed, resuming, quiet)
+    norm = _InputNorm(model)
+    frozen_names, frozen_modules = _recipe_freeze_plan(model, recipe)
     channels_last = bool(recipe["channels_last"])
     model = model.to(dev, memory_format=torch.channels_last) if channels_last else model.to(dev)
-    opt = _make_optimizer(model, recipe)
-    bs = int(recipe["batch_size"])
-    steps_per_epoch = math.ceil(n / bs)
-    sched = _make_scheduler(opt, recipe, steps_per_epoch)
-    use_amp = dev.type == "cuda" and bool(recipe["mixed_precision"])
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
-    aug = augment_params(recipe["augment"])
-    dynamics = np.zeros((recipe["epochs"], n), np.float32) if record_dynamics else None
-    history: list[dict[str, Any]] = []
-    best = {"epoch": 0, "val_acc": -1.0, "state": None}
-    start_epoch = 0
-    fingerprint = {"recipe": recipe, "seed": int(seed), "n_train": n, "n_val": 0 if y_val is None else len(y_val),
-                   "label_sum": int(y_np.sum())}
-    if resuming:
-        start_epoch, history, best = _load_checkpoint(ckpt, fingerprint, model, opt, sched, scaler, dev)
-        if dynamics is not None and (ckpt / "dynamics.npy").exists():
-            dynamics[:start_epoch] = np.load(ckpt / "dynamics.npy")[:start_epoch]
-        _log(f"resumed from {ckpt / 'last.pt'} after epoch {start_epoch}", quiet)
-
-    _log(f"training {recipe['model']} ({sum(p.numel() for p in model.parameters()):,} params) on {n:,} images, "
+    run = _FitRun(recipe=recipe, dev=dev, seed=seed, quiet=quiet, norm=norm, channels_last=channels_last,
+                  use_amp=dev.type == "cuda" and bool(recipe["mixed_precision"]), aug=augment_params(recipe["augment"]),
+                  steps_per_epoch=math.ceil(data.n / int(recipe["batch_size"])), frozen_names=frozen_names,
+                  frozen_modules=frozen_modules, ckpt=ckpt,
+                  fingerprint={"recipe": recipe, "seed": int(seed), "n_train": data.n,
+                               "n_val": 0 if data.y_val is None else len(data.y_val),
+                               "label_sum": int(data.y_np.sum())},
+                  n_snapshots=int(recipe["snapshots"]) if snapshot_images is not None else 0,
+                  snapshot_images=snapshot_images, has_val=data.has_val)
+    state = _start_state(run, model, data.n, resuming, record_dynamics)
+    _log(f"training {recipe['model']} ({sum(p.numel() for p in model.parameters()):,} params) on {data.n:,} images, "
          f"{recipe['epochs']} epochs, device {dev}{f' ({threads} threads)' if dev.type == 'cpu' else ''}", quiet)
-    x_train_dev = x_train.to(dev) if dev.type == "cuda" else x_train
+    x_train_dev = data.x_train.to(dev) if dev.type == "cuda" else data.x_train
     t_start = time.perf_counter()
-    train_seconds = sum(h["seconds"] for h in history)
-    seen_images = sum(h["images"] for h in history)
-    stopped_early = False
-    patience = int(recipe["early_stopping"])
-    small_loss_on = float(recipe["small_loss_drop"]) > 0
-    n_snapshots = int(recipe["snapshots"]) if snapshot_images is not None else 0
-    snapshot_sum: np.ndarray | None = None
-    for epoch in range(start_epoch, recipe["epochs"]):
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
-        torch.manual_seed(int(seed) * 7_919 + epoch + 1)  # dropout
-        perm = torch.randperm(n, generator=gen)
-        model.train()
-        if frozen_modules:
-            frozen = epoch < freeze_epochs
-            _set_frozen(frozen_modules, frozen)
-            if frozen and epoch == start_epoch:
-                _log(f"epochs 1-{freeze_epochs}: {', '.join(frozen_names)} frozen (only the rest trains)", quiet)
-        t0 = time.perf_counter()
-        loss_sum, correct, count = 0.0, 0, 0
-        from curate.progress import progress
+    for epoch in range(state.start_epoch, recipe["epochs"]):
+        row, seconds = _train_epoch(run, state, data, x_train_dev, epoch)
+        _validate(run, state, data, epoch, row)
+        if _end_epoch(run, state, epoch, row, seconds, on_epoch, t_start):
+            state.stopped_early = True
+            break
+    return _fit_result(run, state, pretrained)
 
-        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe['epochs']}", quiet=quiet, unit="batch")
-        for s in range(steps_per_epoch):
-            idx = perm[s * bs:(s + 1) * bs]
-            if len(idx) < 2 and s > 0:
-                continue  # batch norm needs two samples
-            x = _prepare(x_train_dev[idx.to(x_train_dev.device)], dev)
-            x = _finish(augment_batch(x, aug, recipe["input_size"], recipe["image_size"], gen), channels_last, norm)
-            y = y_train[idx].to(dev)
-            w = weights[idx].to(dev)
-            with _autocast(dev, use_amp):
-                logits = model(x)
-                losses = F.cross_entropy(logits.float(), y, reduction="none",
-                                         label_smoothing=float(recipe["label_smoothing"]))
-                if small_loss_on and epoch >= int(recipe["small_loss_warmup"]):
-                    w = w * small_loss_mask(losses, float(recipe["small_loss_drop"]))
-                loss = (losses * w).sum() / w.sum().clamp_min(1e-8)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if sched is not None and recipe["schedule"] in ("onecycle", "cosine"):
-                sched.step()
-            with torch.no_grad():
-                lf = logits.detach().float()
-                pred = lf.argmax(1)
-                correct += int((pred == y).sum())
-                count += len(y)
-                loss_sum += float(losses.detach().sum())
-                if dynamics is not None:
-                    given = lf.gather(1, y[:, None]).squeeze(1)
-                    other = lf.scatter(1, y[:, None], float("-inf")).max(1).values
-                    dynamics[epoch, idx.numpy()] = (given - other).cpu().numpy()
-            bar.update(1)
-            if s % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / max(count, 1):.3f}", acc=f"{correct / max(count, 1):.3f}",
-                                ips=f"{count / max(time.perf_counter() - t0, 1e-6):.0f}")
-        bar.close()
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": round(seconds, 3), "images": count,
-               "images_per_s": round(count / max(seconds, 1e-6), 1)}
-        if has_val:
-            vprobs = predict_proba(model, x_val.numpy(), tta=False, batch_size=int(recipe["eval_batch_size"]),
-                                   device=str(dev))
-            row["val_loss"] = float(-np.log(np.clip(vprobs[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
-            row["val_acc"] = float((vprobs.argmax(1) == y_val).mean())
-            model.train()
-        if n_snapshots and epoch >= recipe["epochs"] - n_snapshots:
-            snap = predict_proba(model, snapshot_images, tta=False, batch_size=int(recipe["eval_batch_size"]),
-                                 device=str(dev))
-            snapshot_sum = snap if snapshot_sum is None else snapshot_sum + snap
-            model.train()
-        monitor = row.get("val_acc", row["train_acc"])
-        if sched is not None and recipe["schedule"] == "plateau":
-            sched.step(monitor)
-        if monitor > best["val_acc"]:
-            best = {"epoch": epoch + 1, "val_acc": monitor,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        history.append(row)
-        train_seconds += seconds
-        seen_images += count
-        remaining = (recipe["epochs"] - epoch - 1) * (train_seconds / max(1, len(history)))
-        _log(f"epoch {epoch + 1}/{recipe['epochs']}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}"
-             + (f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}" if has_val else "")
-             + f"  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  {seconds:.0f}s  ETA {_fmt_eta(remaining)}",
-             quiet)
-        if ckpt is not None:
-            _save_checkpoint(ckpt, fingerprint, epoch + 1, history, best, model, opt, sched, scaler, dynamics)
-        if on_epoch is not None:
-            on_epoch(row)
-        if patience and has_val and epoch + 1 - best["epoch"] >= patience:
-            stopped_early = True
-            _log(f"early stop: no val_acc gain for {patience} epochs (best epoch {best['epoch']})", quiet)
-            break
-        if recipe["max_minutes"] and (time.perf_counter() - t_start) / 60 >= float(recipe["max_minutes"]):
-            stopped_early = True
-            _log(f"stopped after max_minutes={recipe['max_minutes']}", quiet)
-            break
-    if frozen_modules:
-        _set_frozen(frozen_modules, False)
+
+def _fit_result(run: _FitRun, state: _FitState, pretrained: dict[str, Any] | None) -> FitResult:
+    """The trained model in eval mode (the best validation epoch's weights when there is a validation set)."""
+    model, best, has_val = state.model, state.best, run.has_val
+    if run.frozen_modules:
+        _set_frozen(run.frozen_modules, False)
     if has_val and best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    done = len(history)
-    return FitResult(model=model, history=history,
-                     dynamics=None if dynamics is None else dynamics[:done],
+    done = len(state.history)
+    return FitResult(model=model, history=state.history,
+                     dynamics=None if state.dynamics is None else state.dynamics[:done],
                      best_epoch=best["epoch"] if has_val else done,
-                     images_per_s=round(seen_images / max(train_seconds, 1e-6), 1),
-                     seconds=round(train_seconds, 2), stopped_early=stopped_early, recipe=recipe,
+                     images_per_s=round(state.seen_images / max(state.train_seconds, 1e-6), 1),
+                     seconds=round(state.train_seconds, 2), stopped_early=state.stopped_early, recipe=run.recipe,
                      pretrained=pretrained,
-                     snapshot_probs=None if snapshot_sum is None else snapshot_sum / n_snapshots)
+                     snapshot_probs=None if state.snapshot_sum is None else state.snapshot_sum / run.n_snapshots)
 
 
 def _save_checkpoint(ckpt: Path, fingerprint: dict, epoch: int, history: list, best: dict, model: nn.Module,
