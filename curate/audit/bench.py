@@ -289,6 +289,53 @@ def apply_shift(images: np.ndarray, kind: str) -> np.ndarray:
                                 interpolation=cv2.INTER_LINEAR) for im in images])
 
 
+def _base_workspace(data: Path, scratch: Path, quiet: bool) -> Workspace:
+    """The benchmark's images: ``data`` when it is a workspace, else ``data`` ingested once into scratch/base."""
+    if (data / "manifest.parquet").exists():
+        return Workspace.open(data)
+    from curate.ingest.api import ingest
+
+    base = Workspace(scratch / "base")
+    if not base.exists():
+        if not data.exists():
+            raise CurateError(f"{data}: benchmark data not found")
+        ingest(base, [data], quiet=quiet)
+    return base
+
+
+def _tune_fusion(ws: Workspace, findings: pd.DataFrame, truth: pd.DataFrame, ev: dict[str, Any],
+                 cfg: dict[str, Any]) -> dict[str, Any]:
+    """On the tuning half: fit the non_face fusion weights and put the fused score's threshold at the
+    target FPR into ``ev``'s suggested thresholds; the fusion record (whether the config already has it)."""
+    from curate.audit.checks_learned import fuse_non_face
+
+    fusion = fit_non_face_fusion(ws, findings, truth)
+    fused = pd.Series(fuse_non_face(fusion.pop("x"), fusion["weights"]), index=fusion.pop("image_id"))
+    neg = truth[(truth["kind"] == "untouched") & truth["reviewed_issue"].isna()]["image_id"]
+    ev["suggested_thresholds"]["non_face"] = round(float(np.quantile(fused[neg], 1 - TARGET_FPR["non_face"])), 4)
+    fusion["config_matches"] = {k: float(v) for k, v in cfg["non_face"]["fusion_weights"].items()} == \
+        fusion["weights"]
+    return fusion
+
+
+def _time_all_checks(timing_ws: Workspace, manifest: pd.DataFrame, images: np.ndarray, cfg: dict[str, Any],
+                     overrides: list[str] | None, seed: int, quiet: bool) -> dict[str, Any]:
+    """Every check timed on all the images (one audit run on a workspace of them), with the load around it."""
+    from curate.audit.api import audit
+    from curate.audit.defect_model import model_choice
+
+    timing_ws.commit(manifest, images, image_size=images.shape[1])
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    run = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
+    return {"images": run["images"], "seconds": round(time.perf_counter() - t0, 1),
+            "model_choice": model_choice(images, cfg["model"], seed=seed),
+            "seconds_per_check": run["seconds_per_check"],
+            "load_before": [round(x, 2) for x in load0],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+
+
 def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limit: int | None = None, seed: int = 0,
               overrides: list[str] | None = None, reviewed: Path | None = None, timing: bool = True,
               shift: str | None = None, quiet: bool = False) -> dict[str, Any]:
@@ -303,16 +350,7 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
 
     scratch = Path(scratch)
     data = Path(data)
-    if (data / "manifest.parquet").exists():
-        base = Workspace.open(data)
-    else:
-        from curate.ingest.api import ingest
-
-        base = Workspace(scratch / "base")
-        if not base.exists():
-            if not data.exists():
-                raise CurateError(f"{data}: benchmark data not found")
-            ingest(base, [data], quiet=quiet)
+    base = _base_workspace(data, scratch, quiet)
     images = np.asarray(base.pixels())
     ids = base.manifest()["image_id"].tolist()
     if limit:
@@ -346,31 +384,15 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
         findings = read_findings(ws)
         ev = evaluate(findings, truth, thresholds)
         if fuse and name == "tune" and (truth["kind"] == "non_face_patch").any():
-            from curate.audit.checks_learned import fuse_non_face
-
-            fusion = fit_non_face_fusion(ws, findings, truth)
-            fused = pd.Series(fuse_non_face(fusion.pop("x"), fusion["weights"]), index=fusion.pop("image_id"))
-            neg = truth[(truth["kind"] == "untouched") & truth["reviewed_issue"].isna()]["image_id"]
-            ev["suggested_thresholds"]["non_face"] = round(float(np.quantile(fused[neg], 1 - TARGET_FPR["non_face"])), 4)
-            fusion["config_matches"] = {k: float(v) for k, v in cfg["non_face"]["fusion_weights"].items()} == \
-                fusion["weights"]
+            fusion = _tune_fusion(ws, findings, truth, ev, cfg)
             result["non_face_fusion"] = fusion
         ev.update(images=int(len(truth)), untouched=int(len(rows)), seconds=summary["seconds"],
                   seconds_per_check=summary["seconds_per_check"],
                   model_choice=model_choice(np.asarray(ws.pixels()), cfg["model"], seed=seed + h))
         result["halves"][name] = ev
     if timing:
-        timing_ws = Workspace(scratch / "ws-timing")
-        timing_ws.commit(base.manifest().iloc[: len(ids)], images, image_size=images.shape[1])
-        t0 = time.perf_counter()
-        load0 = os.getloadavg()
-        run = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
-        result["timing"] = {"images": run["images"], "seconds": round(time.perf_counter() - t0, 1),
-                            "model_choice": model_choice(images, cfg["model"], seed=seed),
-                            "seconds_per_check": run["seconds_per_check"],
-                            "load_before": [round(x, 2) for x in load0],
-                            "load_after": [round(x, 2) for x in os.getloadavg()],
-                            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+        result["timing"] = _time_all_checks(Workspace(scratch / "ws-timing"), base.manifest().iloc[: len(ids)], images,
+                                            cfg, overrides, seed, quiet)
     from curate.audit.bench_report import write_report
 
     result["report"] = str(write_report(result, out, thresholds))
