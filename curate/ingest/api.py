@@ -76,6 +76,46 @@ def _rejects_frame(source: str, result: SourceResult) -> pd.DataFrame:
     }, columns=list(REJECT_COLUMNS))
 
 
+def _image_size(ws: Workspace, image_size: int | None, cfg: dict[str, Any]) -> int:
+    """The workspace's stored side; at the first ingest ``image_size`` (else the config's)."""
+    size = ws.image_size if ws.exists() else int(image_size or cfg["image_size"])
+    if ws.exists() and image_size and int(image_size) != size:
+        raise CurateError(f"{ws.root}: workspace stores {size}x{size} images; --image-size {image_size} "
+                          "can only be set at the first ingest", exit_code=2)
+    return size
+
+
+def _source_rows(result: SourceResult, source: str, slug: str, kind: str, image_kind: str,
+                 label_map: Any) -> pd.DataFrame:
+    """One source's manifest rows: labels mapped, ``slug:path`` (or ``slug:row``) ids, source, format, kind."""
+    rows = result.rows.copy()
+    rows["label"] = apply_label_map(rows["label"], rows["original_label"], label_map)
+    keys = rows["source_path"].where(rows["source_path"].notna(),
+                                     rows["source_row"].astype("string").str.zfill(6))
+    rows.insert(0, "image_id", (slug + ":" + keys).astype("string"))
+    rows.insert(1, "source", pd.array([source] * len(rows), dtype="string"))
+    rows["source_format"] = pd.array([kind] * len(rows), dtype="string")
+    rows["image_kind"] = pd.array([image_kind] * len(rows), dtype="string")
+    return rows
+
+
+def _commit_merged(ws: Workspace, manifest: pd.DataFrame, keep_mask: np.ndarray, new_rows: list[pd.DataFrame],
+                   new_pixels: list[np.ndarray], photo_batches: list[tuple[list[str], list]], size: int,
+                   cfg: dict[str, Any]) -> None:
+    """Commit the kept old rows and pixels followed by the new sources' (and their photo outputs)."""
+    merged = coerce_manifest(pd.concat([manifest[keep_mask], *new_rows], ignore_index=True))
+    old_pixels = ws.pixels() if ws.exists() else np.zeros((0, size, size), np.uint8)
+
+    def blocks():
+        idx = np.flatnonzero(keep_mask)
+        for start in range(0, len(idx), 8192):
+            yield np.asarray(old_pixels[idx[start:start + 8192]])
+        yield from new_pixels
+
+    rgb = merge_photo_outputs(ws, merged, keep_mask, new_rows, new_pixels, photo_batches, cfg)
+    ws.commit(merged, blocks(), image_size=size, rgb_rows=rgb, rgb_size=int(cfg["faces"]["rgb_size"]))
+
+
 def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", replace: bool = False,
            strict: bool = False, image_size: int | None = None, overrides: Any = None,
            config_file: str | Path | None = None, quiet: bool = False, seed: int | None = None) -> dict[str, Any]:
@@ -92,10 +132,7 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
     with ws.lock():
         ws.refresh()
         manifest = ws.manifest()
-        size = ws.image_size if ws.exists() else int(image_size or cfg["image_size"])
-        if ws.exists() and image_size and int(image_size) != size:
-            raise CurateError(f"{ws.root}: workspace stores {size}x{size} images; --image-size {image_size} "
-                              "can only be set at the first ingest", exit_code=2)
+        size = _image_size(ws, image_size, cfg)
         info = ws.info()
         slugs: dict[str, str] = dict(info.get("sources_slugs", {}))
         present = set(manifest["source"].dropna().unique())
@@ -118,15 +155,8 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
                 result = _read_source(path, kind, size, cfg, quiet)
             except UNREADABLE as exc:
                 raise CurateError(str(exc)) from None
-            rows = result.rows.copy()
-            rows["label"] = apply_label_map(rows["label"], rows["original_label"], cfg.get("label_map"))
-            keys = rows["source_path"].where(rows["source_path"].notna(),
-                                             rows["source_row"].astype("string").str.zfill(6))
-            rows.insert(0, "image_id", (slug + ":" + keys).astype("string"))
-            rows.insert(1, "source", pd.array([source] * len(rows), dtype="string"))
-            rows["source_format"] = pd.array([kind] * len(rows), dtype="string")
             image_kind = "photo" if result.photos is not None else "crop"
-            rows["image_kind"] = pd.array([image_kind] * len(rows), dtype="string")
+            rows = _source_rows(result, source, slug, kind, image_kind, cfg.get("label_map"))
             if result.photos is not None:
                 photo_batches.append((rows["image_id"].tolist(), result.photos))
             if source in present:
@@ -135,11 +165,7 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
             new_pixels.append(result.pixels)
             reject_frames.append(_rejects_frame(source, result))
             warnings.extend(result.warnings)
-            per_source.append({"source": source, "format": kind, "slug": slug, "read": result.read,
-                               "kept": result.kept, "rejected": len(result.rejects), "images": image_kind,
-                               "rejects_by_reason": _count_codes(result)})
-            if result.photos is not None:
-                per_source[-1]["faces"] = photo_counts(result.photos)
+            per_source.append(_source_summary(result, source, slug, kind, image_kind))
         read = sum(s["read"] for s in per_source)
         kept = sum(s["kept"] for s in per_source)
         rejected = sum(s["rejected"] for s in per_source)
@@ -160,22 +186,21 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
         if kept == 0 and not ws.exists():
             summary["seconds"] = round(time.perf_counter() - t0, 2)
             return summary
-        merged = coerce_manifest(pd.concat([manifest[keep_mask], *new_rows], ignore_index=True))
-        old_pixels = ws.pixels() if ws.exists() else np.zeros((0, size, size), np.uint8)
-
-        def blocks():
-            idx = np.flatnonzero(keep_mask)
-            for start in range(0, len(idx), 8192):
-                yield np.asarray(old_pixels[idx[start:start + 8192]])
-            yield from new_pixels
-
-        rgb = merge_photo_outputs(ws, merged, keep_mask, new_rows, new_pixels, photo_batches, cfg)
-        ws.commit(merged, blocks(), image_size=size, rgb_rows=rgb, rgb_size=int(cfg["faces"]["rgb_size"]))
+        _commit_merged(ws, manifest, keep_mask, new_rows, new_pixels, photo_batches, size, cfg)
         ws.set_info(image_size=size, sources_slugs=slugs)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.record_run("ingest", seed=seed, started=started,
                   options={"format": fmt, "replace": replace, "strict": strict, "image_size": size},
                   counts={"read": read, "kept": kept, "rejected": rejected, "total_images": summary["total_images"]})
+    return summary
+
+
+def _source_summary(result: SourceResult, source: str, slug: str, kind: str, image_kind: str) -> dict[str, Any]:
+    """One source's counts in the ingest summary (with the face stage's counts for photos)."""
+    summary = {"source": source, "format": kind, "slug": slug, "read": result.read, "kept": result.kept,
+               "rejected": len(result.rejects), "images": image_kind, "rejects_by_reason": _count_codes(result)}
+    if result.photos is not None:
+        summary["faces"] = photo_counts(result.photos)
     return summary
 
 
