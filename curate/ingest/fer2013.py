@@ -158,65 +158,22 @@ def _read_streaming(path: Path, image_size: int, quiet: bool = False,
         raise InputError(f"{path}: header {header[:6]} lacks 'emotion' and 'pixels' (not a fer2013 CSV)")
     i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
     i_usage = header.index("usage") if "usage" in header else None
-    n_fields = len(header)
     meta: list[tuple[int, str, str, str | None]] = []
     blocks: list[np.ndarray] = []
     pending: list[bytes] = []
     pending_meta: list[tuple[int, str, str, str | None]] = []
     side = int(math.isqrt(expected_pixels)) if expected_pixels else None
     read = 0
-
-    def flush() -> None:
-        if not pending:
-            return
-        values = parse_pixel_block(pending, expected_pixels)
-        if values is not None:
-            blocks.append(values.reshape(-1, side, side))
-            meta.extend(pending_meta)
-        else:
-            good_rows = []
-            for text, m in zip(pending, pending_meta):
-                problem = _diagnose_pixels(text.decode("ascii", errors="replace"), expected_pixels)
-                if problem is None:
-                    good_rows.append(np.asarray(text.split(), dtype=np.uint8))
-                    meta.append(m)
-                else:
-                    rejects.append(Reject(problem[0], problem[1], source_row=m[0]))
-            if good_rows:
-                blocks.append(np.stack(good_rows).reshape(-1, side, side))
-        pending.clear()
-        pending_meta.clear()
-
     bar = progress(desc=f"ingest {path.name}", quiet=quiet, unit="rows")
     for row, line in enumerate(lines):
         read += 1
         if row % 1024 == 0:
             bar.update(1024 if row else 1)
         fields = _split_fields(line)
-        if all(not f.strip() for f in fields):
-            rejects.append(Reject("empty_line", "empty line", source_row=row))
+        checked = _check_fields(fields, row, header, i_emotion, i_usage, rejects)
+        if checked is None:
             continue
-        if len(fields) != n_fields:
-            rejects.append(Reject("wrong_field_count", f"expected {n_fields} fields ({','.join(header)}), "
-                                                       f"found {len(fields)}", source_row=row))
-            continue
-        code = fields[i_emotion].strip().decode("utf-8", errors="replace")
-        if not (code.isascii() and code.isdigit() and int(code) < len(CLASSES)):
-            rejects.append(Reject("unknown_emotion", f"unknown emotion code {code[:20]!r} (expected 0-6)",
-                                  source_row=row))
-            continue
-        split = None
-        if i_usage is not None:
-            usage = fields[i_usage].strip().decode("utf-8", errors="replace")
-            if not usage:
-                rejects.append(Reject("missing_usage", "missing Usage", source_row=row))
-                continue
-            split = FER2013_USAGE.get(usage) or canonical_split(usage)
-            if split is None:
-                rejects.append(Reject("unknown_usage", f"unknown Usage {usage[:30]!r} "
-                                                       "(expected Training, PublicTest or PrivateTest)",
-                                      source_row=row))
-                continue
+        code, split = checked
         text = fields[i_pixels].strip()
         if side is None:
             count = len(text.split())
@@ -229,11 +186,82 @@ def _read_streaming(path: Path, image_size: int, quiet: bool = False,
         pending.append(text)
         pending_meta.append((row, CLASSES[int(code)], code, split))
         if len(pending) >= BLOCK:
-            flush()
-    flush()
+            _flush(pending, pending_meta, expected_pixels, side, blocks, meta, rejects)
+    _flush(pending, pending_meta, expected_pixels, side, blocks, meta, rejects)
     bar.close()
 
     return _finish(meta, blocks, rejects, read, side, image_size)
+
+
+def _usage_split(usage: str | None) -> str | None:
+    """The split a Usage value names (FER2013's Training/PublicTest/PrivateTest or a split name), else None."""
+    return FER2013_USAGE.get(usage) or canonical_split(usage) if usage else None
+
+
+def _usage_reject(usage: str | None, row: int) -> Reject:
+    """The reject of a row whose Usage is missing or names no split."""
+    if not usage:
+        return Reject("missing_usage", "missing Usage", source_row=row)
+    return Reject("unknown_usage", f"unknown Usage {usage[:30]!r} (expected Training, PublicTest or PrivateTest)",
+                  source_row=row)
+
+
+def _emotion_reject(code: str, row: int) -> Reject:
+    return Reject("unknown_emotion", f"unknown emotion code {code[:20]!r} (expected 0-6)", source_row=row)
+
+
+def _field_count_reject(header: list[str], found: int, row: int) -> Reject:
+    return Reject("wrong_field_count", f"expected {len(header)} fields ({','.join(header)}), found {found}",
+                  source_row=row)
+
+
+def _check_fields(fields: list[bytes], row: int, header: list[str], i_emotion: int, i_usage: int | None,
+                  rejects: list[Reject]) -> tuple[str, str | None] | None:
+    """A streamed row's emotion code and split; None (and its reject in ``rejects``) for an empty line,
+    a wrong field count, an unknown emotion code or a missing/unknown Usage."""
+    if all(not f.strip() for f in fields):
+        rejects.append(Reject("empty_line", "empty line", source_row=row))
+        return None
+    if len(fields) != len(header):
+        rejects.append(_field_count_reject(header, len(fields), row))
+        return None
+    code = fields[i_emotion].strip().decode("utf-8", errors="replace")
+    if not (code.isascii() and code.isdigit() and int(code) < len(CLASSES)):
+        rejects.append(_emotion_reject(code, row))
+        return None
+    if i_usage is None:
+        return code, None
+    usage = fields[i_usage].strip().decode("utf-8", errors="replace")
+    split = _usage_split(usage)
+    if split is None:
+        rejects.append(_usage_reject(usage, row))
+        return None
+    return code, split
+
+
+def _flush(pending: list[bytes], pending_meta: list[tuple[int, str, str, str | None]], expected_pixels: int,
+           side: int, blocks: list[np.ndarray], meta: list[tuple[int, str, str, str | None]],
+           rejects: list[Reject]) -> None:
+    """Parse the pending rows' pixels into ``blocks`` (their rows into ``meta``; bad rows into ``rejects``)."""
+    if not pending:
+        return
+    values = parse_pixel_block(pending, expected_pixels)
+    if values is not None:
+        blocks.append(values.reshape(-1, side, side))
+        meta.extend(pending_meta)
+    else:
+        good_rows = []
+        for text, m in zip(pending, pending_meta):
+            problem = _diagnose_pixels(text.decode("ascii", errors="replace"), expected_pixels)
+            if problem is None:
+                good_rows.append(np.asarray(text.split(), dtype=np.uint8))
+                meta.append(m)
+            else:
+                rejects.append(Reject(problem[0], problem[1], source_row=m[0]))
+        if good_rows:
+            blocks.append(np.stack(good_rows).reshape(-1, side, side))
+    pending.clear()
+    pending_meta.clear()
 
 
 def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarray], rejects: list[Reject],
@@ -304,20 +332,12 @@ def parse_pixel_array(chunk, expected: int) -> np.ndarray | None:
     return value.astype(np.uint8)
 
 
-def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None:
-    """Fast path: Arrow's multi-threaded CSV reader plus buffer-level pixel parsing.
-
-    Returns None when Arrow cannot read the file (truncated gzip, bad encoding, ...), so the
-    caller falls back to the streaming reader, which reports those rows precisely.
-    """
+def _arrow_read_csv(path: Path, names: list[str]):
+    """Arrow's CSV reader over every column as strings: (table, invalid rows as (line number, text)),
+    or None when Arrow cannot read the file or cannot number an invalid row."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    raw_header = next(iter_lines(path, []), b"")
-    names = [f.decode("utf-8", errors="replace").strip() for f in _split_fields(raw_header)]
-    header = [n.lower() for n in names]
-    if "emotion" not in header or "pixels" not in header or len(set(header)) != len(header):
-        return None
     invalid: list[tuple[int | None, str]] = []
 
     def on_invalid(row) -> str:
@@ -335,6 +355,42 @@ def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None
         return None
     if any(number is None for number, _ in invalid):
         return None
+    return table, invalid
+
+
+def _arrow_labels(table, names: list[str], header: list[str], rows: np.ndarray,
+                  rejects: list[Reject]) -> tuple[np.ndarray, list[str], list[str | None]]:
+    """The Arrow table's emotion codes and splits: which rows are valid so far, each row's code and split;
+    an unknown emotion code or a missing/unknown Usage adds its reject to ``rejects``."""
+    codes = pd.Series(table.column(names[header.index("emotion")]).to_pylist(), dtype="string").str.strip()
+    valid = codes.str.fullmatch(r"[0-6]").fillna(False).to_numpy(dtype=bool)
+    for j in np.flatnonzero(~valid):
+        rejects.append(_emotion_reject(str(codes.iloc[j]), int(rows[j])))
+    splits = pd.Series([None] * table.num_rows, dtype="string")
+    if "usage" in header:
+        usage = pd.Series(table.column(names[header.index("usage")]).to_pylist(), dtype="string").str.strip()
+        splits = usage.map(_usage_split).astype("string")
+        for j in np.flatnonzero(valid & splits.isna().to_numpy()):
+            rejects.append(_usage_reject(usage.iloc[j], int(rows[j])))
+        valid &= splits.notna().to_numpy()
+    return valid, codes.fillna("").tolist(), [None if pd.isna(s) else s for s in splits.tolist()]
+
+
+def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None:
+    """Fast path: Arrow's multi-threaded CSV reader plus buffer-level pixel parsing.
+
+    Returns None when Arrow cannot read the file (truncated gzip, bad encoding, ...), so the
+    caller falls back to the streaming reader, which reports those rows precisely.
+    """
+    raw_header = next(iter_lines(path, []), b"")
+    names = [f.decode("utf-8", errors="replace").strip() for f in _split_fields(raw_header)]
+    header = [n.lower() for n in names]
+    if "emotion" not in header or "pixels" not in header or len(set(header)) != len(header):
+        return None
+    read = _arrow_read_csv(path, names)
+    if read is None:
+        return None
+    table, invalid = read
     rejects: list[Reject] = []
     bad_rows = set()
     for number, text in invalid:
@@ -343,30 +399,11 @@ def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None
         if not text.strip(",\r\n \t"):
             rejects.append(Reject("empty_line", "empty line", source_row=row))
         else:
-            found = len(_split_fields(text.encode()))
-            rejects.append(Reject("wrong_field_count", f"expected {len(names)} fields ({','.join(header)}), "
-                                                       f"found {found}", source_row=row))
+            rejects.append(_field_count_reject(header, len(_split_fields(text.encode())), row))
     total = table.num_rows + len(invalid)
     rows = np.array([r for r in range(total) if r not in bad_rows], dtype=np.int64) if bad_rows \
         else np.arange(total, dtype=np.int64)
-    codes = pd.Series(table.column(names[header.index("emotion")]).to_pylist(), dtype="string").str.strip()
-    valid = codes.str.fullmatch(r"[0-6]").fillna(False).to_numpy(dtype=bool)
-    for j in np.flatnonzero(~valid):
-        rejects.append(Reject("unknown_emotion", f"unknown emotion code {str(codes.iloc[j])[:20]!r} (expected 0-6)",
-                              source_row=int(rows[j])))
-    splits = pd.Series([None] * table.num_rows, dtype="string")
-    if "usage" in header:
-        usage = pd.Series(table.column(names[header.index("usage")]).to_pylist(), dtype="string").str.strip()
-        splits = usage.map(lambda u: FER2013_USAGE.get(u) or canonical_split(u) if u else None).astype("string")
-        for j in np.flatnonzero(valid & splits.isna().to_numpy()):
-            u = usage.iloc[j]
-            reject = (Reject("missing_usage", "missing Usage", source_row=int(rows[j])) if not u else
-                      Reject("unknown_usage", f"unknown Usage {u[:30]!r} (expected Training, PublicTest or "
-                                              "PrivateTest)", source_row=int(rows[j])))
-            rejects.append(reject)
-        valid &= splits.notna().to_numpy()
-    code_list = codes.fillna("").tolist()
-    split_list = [None if pd.isna(s) else s for s in splits.tolist()]
+    valid, code_list, split_list = _arrow_labels(table, names, header, rows, rejects)
     pixels = table.column(names[header.index("pixels")])
     expected, side = 48 * 48, 48
     meta: list[tuple[int, str, str, str | None]] = []
