@@ -36,6 +36,79 @@ def input_store(ws: Workspace, rec: dict[str, Any]) -> tuple[np.ndarray, str]:
     return grey, f"grey crops {grey.shape[1]}x{grey.shape[2]}"
 
 
+def _run_recipe(recipe: str | None, model: str | None, overrides: Any) -> dict[str, Any]:
+    """The recipe (default cpu_fast) with ``overrides``; ``model`` swaps its model (and, for another
+    model than the recipe's, its model_args, and its backbone/checkpoint unless the model is a backbone)."""
+    from curate.train.recipes import load_recipe
+
+    extra = dict(overrides) if isinstance(overrides, dict) else None
+    rec = load_recipe(recipe or "cpu_fast", extra if extra is not None else overrides)
+    if model:
+        other = model != rec["model"]
+        rec = load_recipe(rec | {"model": model, "model_args": {} if other else rec["model_args"]}
+                          | ({"backbone": None, "checkpoint": None} if other and model != "backbone" else {}))
+    return rec
+
+
+def _split_parts(ws: Workspace, split: str, frame: pd.DataFrame, pixels: np.ndarray,
+                 index: dict[str, int]) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]], str]:
+    """Rows, images and class indices of the split's train, val and test parts; the part evaluated on
+    (test, else val). CurateError without train rows or without rows to evaluate on."""
+    parts = {}
+    for s in ("train", "val", "test"):
+        rows = frame[frame["split"] == s]
+        parts[s] = (rows, np.asarray(pixels[ws.index_of(rows["image_id"])]) if len(rows) else
+                    np.zeros((0,) + pixels.shape[1:], np.uint8), rows["label"].map(index).to_numpy(np.int64))
+    if len(parts["train"][0]) == 0:
+        raise CurateError(f"split {split!r} has no train rows")
+    eval_split = "test" if len(parts["test"][0]) else "val"
+    if len(parts[eval_split][0]) == 0:
+        raise CurateError(f"split {split!r} has neither test nor val rows to evaluate on")
+    return parts, eval_split
+
+
+def _run_folder(ws: Workspace, name: str, rec: dict[str, Any], resume: bool) -> Path:
+    """runs/<name>/, made once the recipe's checkpoint file is found; CurateError when a finished run of
+    that name is there and ``resume`` is off."""
+    if rec["checkpoint"]:
+        from curate.train.models import checkpoint_file
+
+        checkpoint_file(rec["checkpoint"])  # a missing file stops the run before its folder is made
+    out = run_dir(ws, name)
+    if out.exists() and not resume and (out / "metrics.json").exists():
+        raise CurateError(f"{out}: a finished run of this name exists; choose --name or pass --resume", exit_code=2)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _evaluate_model(model, x_ev: np.ndarray, y_ev: np.ndarray, classes: list[str], rec: dict[str, Any],
+                    device: str) -> tuple[np.ndarray, dict[str, Any], float]:
+    """Probabilities on the evaluated images (TTA as the recipe says), their metrics (with the accuracy
+    without TTA when TTA is on) and the seconds the prediction took."""
+    from curate.train.metrics import evaluate
+    from curate.train.trainer import predict_proba
+
+    t_eval = time.perf_counter()
+    probs = predict_proba(model, x_ev, tta=bool(rec["tta"]), batch_size=int(rec["eval_batch_size"]), device=device)
+    eval_seconds = time.perf_counter() - t_eval
+    metrics = evaluate(y_ev, probs, classes)
+    if rec["tta"]:
+        plain = predict_proba(model, x_ev, tta=False, batch_size=int(rec["eval_batch_size"]), device=device)
+        metrics["accuracy_no_tta"] = float((plain.argmax(1) == y_ev).mean())
+    return probs, metrics, eval_seconds
+
+
+def _predictions(eval_rows: pd.DataFrame, eval_split: str, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """predictions.parquet: each evaluated image's label, predicted class, confidence and class probabilities."""
+    pred = pd.DataFrame({"image_id": eval_rows["image_id"].to_numpy(), "split": eval_split,
+                         "label": eval_rows["label"].to_numpy(),
+                         "pred": [classes[i] for i in probs.argmax(1)],
+                         "confidence": probs.max(1).astype(np.float32)})
+    for i, c in enumerate(classes):
+        pred[f"p_{c}"] = probs[:, i]
+    return pred
+
+
 def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: str | None = None,
                name: str | None = None, overrides: Any = None, seed: int = 0, device: str = "auto",
                resume: bool = False, quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
@@ -43,19 +116,12 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     from curate.split.api import split_classes
     from curate.split.store import read_split
     from curate.train import plots
-    from curate.train.metrics import evaluate
-    from curate.train.recipes import load_recipe
-    from curate.train.trainer import ResumeMismatch, fit, predict_proba, resolve_device, save_model
+    from curate.train.trainer import ResumeMismatch, fit, resolve_device, save_model
 
     started = utc_now()
     t0 = time.perf_counter()
     ws = Workspace.open(ws.root)
-    extra = dict(overrides) if isinstance(overrides, dict) else None
-    rec = load_recipe(recipe or "cpu_fast", extra if extra is not None else overrides)
-    if model:
-        other = model != rec["model"]
-        rec = load_recipe(rec | {"model": model, "model_args": {} if other else rec["model_args"]}
-                          | ({"backbone": None, "checkpoint": None} if other and model != "backbone" else {}))
+    rec = _run_recipe(recipe, model, overrides)
     name = name or f"{split}-{rec['name']}" + (f"-{model}" if model else "")
     if not name or "/" in name or name.startswith("."):
         raise CurateError(f"bad run name {name!r}", exit_code=2)
@@ -68,24 +134,8 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
 
         print(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); input: {input_desc}",
               file=sys.stderr, flush=True)
-    parts = {}
-    for s in ("train", "val", "test"):
-        rows = frame[frame["split"] == s]
-        parts[s] = (rows, np.asarray(pixels[ws.index_of(rows["image_id"])]) if len(rows) else
-                    np.zeros((0,) + pixels.shape[1:], np.uint8), rows["label"].map(index).to_numpy(np.int64))
-    if len(parts["train"][0]) == 0:
-        raise CurateError(f"split {split!r} has no train rows")
-    eval_split = "test" if len(parts["test"][0]) else "val"
-    if len(parts[eval_split][0]) == 0:
-        raise CurateError(f"split {split!r} has neither test nor val rows to evaluate on")
-    if rec["checkpoint"]:
-        from curate.train.models import checkpoint_file
-
-        checkpoint_file(rec["checkpoint"])  # a missing file stops the run before its folder is made
-    out = run_dir(ws, name)
-    if out.exists() and not resume and (out / "metrics.json").exists():
-        raise CurateError(f"{out}: a finished run of this name exists; choose --name or pass --resume", exit_code=2)
-    out.mkdir(parents=True, exist_ok=True)
+    parts, eval_split = _split_parts(ws, split, frame, pixels, index)
+    out = _run_folder(ws, name, rec, resume)
     train_rows, x_tr, y_tr = parts["train"]
     _, x_val, y_val = parts["val"]
     has_val = len(y_val) > 0 and eval_split == "test"
@@ -97,14 +147,7 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     except ResumeMismatch as exc:
         raise CurateError(str(exc), exit_code=2) from None
     eval_rows, x_ev, y_ev = parts[eval_split]
-    t_eval = time.perf_counter()
-    probs = predict_proba(result.model, x_ev, tta=bool(rec["tta"]), batch_size=int(rec["eval_batch_size"]),
-                          device=device)
-    eval_seconds = time.perf_counter() - t_eval
-    metrics = evaluate(y_ev, probs, classes)
-    if rec["tta"]:
-        plain = predict_proba(result.model, x_ev, tta=False, batch_size=int(rec["eval_batch_size"]), device=device)
-        metrics["accuracy_no_tta"] = float((plain.argmax(1) == y_ev).mean())
+    probs, metrics, eval_seconds = _evaluate_model(result.model, x_ev, y_ev, classes, rec, device)
     dev = resolve_device(device)
     import torch
 
@@ -122,13 +165,7 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     })
     ws.write_json(f"runs/{name}/metrics.json", metrics)
     ws.write_json(f"runs/{name}/history.json", result.history)
-    pred = pd.DataFrame({"image_id": eval_rows["image_id"].to_numpy(), "split": eval_split,
-                         "label": eval_rows["label"].to_numpy(),
-                         "pred": [classes[i] for i in probs.argmax(1)],
-                         "confidence": probs.max(1).astype(np.float32)})
-    for i, c in enumerate(classes):
-        pred[f"p_{c}"] = probs[:, i]
-    ws.write_parquet(f"runs/{name}/predictions.parquet", pred)
+    ws.write_parquet(f"runs/{name}/predictions.parquet", _predictions(eval_rows, eval_split, probs, classes))
     save_model(result.model, out, extra={"classes": classes, "recipe": rec["name"], "split": split,
                                          "input": input_desc})
     plots.plot_confusion(np.array(metrics["confusion"]), classes, out / "confusion.png",
