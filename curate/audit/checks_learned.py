@@ -160,14 +160,18 @@ class NonFace(_LearnedCheck):
         return f"{describe_box(box, ctx.images.shape[1])}; model p={score:.2f}"
 
 
-class Misaligned(_LearnedCheck):
+class _FaceBoxEvidence:
+    """Evidence of a check judged on the face's position: the Haar face box (offset, scale, eye-line roll)."""
+
+    def evidence(self, ctx, row, score):
+        return f"{describe_box(face_box(ctx, row), ctx.images.shape[1])}; model p={score:.2f}"
+
+
+class Misaligned(_FaceBoxEvidence, _LearnedCheck):
     name = "misaligned"
     cls_name = "misaligned"
     description = ("Face shifted, wrongly scaled, rotated or cut off in the crop: defect-model probability; evidence "
                    "gives the Haar face box offset/scale and the eye-line roll from the eye cascade.")
-
-    def evidence(self, ctx, row, score):
-        return f"{describe_box(face_box(ctx, row), ctx.images.shape[1])}; model p={score:.2f}"
 
 
 class Watermark(_LearnedCheck):
@@ -191,14 +195,11 @@ class Cartoon(_LearnedCheck):
         return f"{levels} distinct grey levels; model p={score:.2f}"
 
 
-class Occlusion(_LearnedCheck):
+class Occlusion(_FaceBoxEvidence, _LearnedCheck):
     name = "occlusion"
     cls_name = "occlusion"
     description = ("Hand or object over the face: defect-model probability learnt from synthetic hand-shaped "
                    "occluders (no hand/landmark model ships in the installed packages).")
-
-    def evidence(self, ctx, row, score):
-        return f"{describe_box(face_box(ctx, row), ctx.images.shape[1])}; model p={score:.2f}"
 
 
 LEARNED_CHECKS = (NonFace, Misaligned, Watermark, Cartoon, Occlusion)

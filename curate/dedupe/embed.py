@@ -70,15 +70,9 @@ class PixelEmbedder:
 def _layout_projection(size: int, grid: int, blur: float) -> np.ndarray:
     """(grid, size) float32 matrix of a Gaussian blur along one axis (scipy's ``gaussian_filter``
     weights, radius int(4 sigma + 0.5), edges replicated) followed by :func:`_block_mean`'s area average."""
-    blur_m = np.eye(size)
-    if blur > 0:
-        radius = int(4.0 * blur + 0.5)
-        t = np.arange(-radius, radius + 1)
-        weights = np.exp(-0.5 * (t / blur) ** 2)
-        weights /= weights.sum()
-        blur_m = np.zeros((size, size))
-        cols = np.clip(np.arange(size)[:, None] + t[None, :], 0, size - 1)
-        np.add.at(blur_m, (np.repeat(np.arange(size), len(t)), cols.ravel()), np.tile(weights, size))
+    from curate.dedupe.verify import gaussian_blur_matrix
+
+    blur_m = gaussian_blur_matrix(size, blur, int(4.0 * blur + 0.5))
     f = size // grid
     mean_m = np.zeros((grid, size))
     for g in range(grid):

@@ -76,18 +76,23 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
+def gaussian_blur_matrix(n: int, blur: float, radius: int) -> np.ndarray:
+    """(n, n) float64 matrix of a 1-D Gaussian blur of ``blur`` sigma over ``radius`` taps on each side
+    (weights normalised, edges replicated); the identity when ``blur`` is 0."""
+    if blur <= 0:
+        return np.eye(n)
+    t = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (t / blur) ** 2)
+    weights /= weights.sum()
+    m = np.zeros((n, n))
+    cols = np.clip(np.arange(n)[:, None] + t[None, :], 0, n - 1)
+    np.add.at(m, (np.repeat(np.arange(n), len(t)), cols.ravel()), np.tile(weights, n))
+    return m
+
+
 def _prepare_matrix(n_in: int, size: int, blur: float) -> np.ndarray:
     """(size, n_in): Gaussian blur (radius round(2.5 sigma), edges replicated), then area resizing."""
-    m = np.eye(n_in)
-    if blur > 0:
-        radius = max(1, int(round(2.5 * blur)))
-        t = np.arange(-radius, radius + 1)
-        weights = np.exp(-0.5 * (t / blur) ** 2)
-        weights /= weights.sum()
-        m = np.zeros((n_in, n_in))
-        cols = np.clip(np.arange(n_in)[:, None] + t[None, :], 0, n_in - 1)
-        np.add.at(m, (np.repeat(np.arange(n_in), len(t)), cols.ravel()), np.tile(weights, n_in))
-    return _area_matrix(n_in, size) @ m
+    return _area_matrix(n_in, size) @ gaussian_blur_matrix(n_in, blur, max(1, int(round(2.5 * blur))))
 
 
 class _Level:
