@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from typing import Any, Callable, TypeVar
 
@@ -82,6 +83,29 @@ def guarded(command: F) -> F:
 
     run.curate_guarded = True  # type: ignore[attr-defined]  # what tests check every command for
     return run  # type: ignore[return-value]
+
+
+SHARED_OPTIONS: dict[str, Any] = {"workspace": WorkspaceOpt, "seed": SeedOpt, "set_": SetOpt, "config": ConfigOpt,
+                                  "as_json": JsonOpt, "quiet": QuietOpt}
+"""The options most commands share, by the name of the parameter that takes each."""
+
+
+def shared_options(command: F) -> F:
+    """Decorator: each parameter of ``command`` named as in :data:`SHARED_OPTIONS` and declared without
+    a default takes that option (``--workspace/-w``, ``--seed``, ``--set``, ``--config``, ``--json``,
+    ``--quiet/-q``), so a command names its shared options instead of repeating them::
+
+        @guarded
+        @shared_options
+        def faces(workspace: Path, *, set_: Optional[List[str]], config: Optional[Path], as_json: bool,
+                  quiet: bool) -> None:
+            ...
+    """
+    sig = inspect.signature(command)
+    params = [p.replace(default=SHARED_OPTIONS[p.name]) if p.name in SHARED_OPTIONS and p.default is p.empty else p
+              for p in sig.parameters.values()]
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]  # what Typer reads
+    return command
 
 
 def deprecated_alias(app: typer.Typer, old: str, new: str, command: Callable[..., Any]) -> None:

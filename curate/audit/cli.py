@@ -6,8 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import (ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, deprecated_alias, emit,
-                               guarded, say)
+from curate.cli_common import JsonOpt, deprecated_alias, emit, guarded, say, shared_options
 
 
 def _render_list(checks: dict) -> str:
@@ -50,17 +49,14 @@ def open_ui(ws, port: int, quiet: bool) -> dict:
 
 
 @guarded
+@shared_options
 def audit(
-    workspace: Path = WorkspaceOpt,
+    workspace: Path,
     checks: Optional[str] = typer.Option(None, "--checks", help="Comma-separated checks (default: all). See --list."),
     list_: bool = typer.Option(False, "--list", help="List the checks with descriptions and defaults, then exit."),
     open_ui_: bool = typer.Option(False, "--open-ui", help="Open the review app on the findings afterwards."),
     port: int = typer.Option(5151, "--port", help="Port of the review app (with --open-ui)."),
-    seed: int = SeedOpt,
-    set_: Optional[List[str]] = SetOpt,
-    config: Optional[Path] = ConfigOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
+    *, seed: int, set_: Optional[List[str]], config: Optional[Path], as_json: bool, quiet: bool,
 ) -> None:
     """Flag blank, dark/light, low-contrast, blurry, non-face, misaligned, watermarked, cartoon and occluded images.
 
@@ -87,19 +83,16 @@ def audit(
 
 
 @guarded
+@shared_options
 def audit_model_train(
-    workspace: Path = WorkspaceOpt,
+    workspace: Path,
     out: Path = typer.Option(..., "--out", help="Weights file to write (NAME.pt; NAME.json is written next to it)."),
     holdout_bench: Optional[int] = typer.Option(None, "--holdout-bench-seed", help="Leave out the `curate "
                                                 "audit-bench --seed N` reporting half of this workspace (the "
                                                 "workspace must hold the benchmark's data, in ingest order)."),
     reviewed: Optional[Path] = typer.Option(None, "--reviewed", help="CSV (image_id, issue) of confirmed real "
                                             "defects: kept out of the clean class."),
-    seed: int = SeedOpt,
-    set_: Optional[List[str]] = SetOpt,
-    config: Optional[Path] = ConfigOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
+    *, seed: int, set_: Optional[List[str]], config: Optional[Path], as_json: bool, quiet: bool,
 ) -> None:
     """Train the defect model on a workspace (model.* settings of configs/audit.yaml) and write a weights file.
 
@@ -130,6 +123,7 @@ def audit_model_info(
 
 
 @guarded
+@shared_options
 def audit_bench(
     data: Path = typer.Option(Path("../shared/data/fer2013/fer2013.csv.gz"), "--data",
                               help="FER2013 CSV (or any source `curate ingest` reads) to inject defects into."),
@@ -142,10 +136,7 @@ def audit_bench(
     timing: bool = typer.Option(True, "--timing/--no-timing", help="Also time every check on all images."),
     shift: Optional[str] = typer.Option(None, "--shift", help="Apply a domain shift to every image first "
                                         "(tight: faces framed 1/6 tighter), to measure adaptation."),
-    seed: int = SeedOpt,
-    set_: Optional[List[str]] = SetOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
+    *, seed: int, set_: Optional[List[str]], as_json: bool, quiet: bool,
 ) -> None:
     """Benchmark the audit checks on injected defects (recall at the clean images' FPR); writes a report."""
     from curate.audit.bench import run_bench
