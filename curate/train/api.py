@@ -112,7 +112,42 @@ def _predictions(eval_rows: pd.DataFrame, eval_split: str, probs: np.ndarray, cl
 def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: str | None = None,
                name: str | None = None, overrides: Any = None, seed: int = 0, device: str = "auto",
                resume: bool = False, quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
-    """Train ``recipe`` on splits/<split> train rows (val for model selection), evaluate on test."""
+    """Train ``recipe`` on splits/<split> train rows (val for model selection), evaluate on test.
+
+    Writes runs/<name>/: metrics.json, history.json, predictions.parquet, confusion.png, curves.png,
+    model.pt + model.json and checkpoints/.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace holding the split.
+    split : str
+        A split written by ``curate split`` (e.g. ``cleaned`` or ``raw``). It needs train rows and test
+        (else val) rows to evaluate on; when it has test rows, its val rows pick the best epoch.
+    recipe : str, optional
+        A bundled recipe name (configs/train/*.yaml) or a recipe YAML path; None = ``cpu_fast``.
+        Default None.
+    model : str, optional
+        Train this model instead of the recipe's (e.g. ``baseline_cnn`` or ``backbone``); another model
+        than the recipe's starts from its default model_args. Default None.
+    name : str, optional
+        The run's folder under runs/ (no ``/``, not starting with ``.``); None =
+        ``<split>-<recipe>[-<model>]``. Default None.
+    overrides : list of str or dict, optional
+        Recipe keys to change: ``KEY=VALUE`` strings or a dict (e.g. ``epochs=5``); an unknown key is
+        refused. Default None.
+    seed : int, default=0
+        Seed of initialisation, shuffling and augmentation (same seed, same model on a CPU).
+    device : str, default="auto"
+        ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    resume : bool, default=False
+        Continue an interrupted run of this name from its last checkpoint (a finished run of this name
+        is refused unless ``resume``).
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    argv : list of str, optional
+        The command line recorded in the workspace's run log; None = this process's. Default None.
+    """
     from curate.split.api import split_classes
     from curate.split.store import read_split
     from curate.train import plots
