@@ -89,7 +89,32 @@ def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
 
 def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | None, config: dict[str, Any], *,
                seed: int = 0, quiet: bool = True, load_original=None, photo=None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Run ``names`` on uint8 crops (and ``photo`` records); returns (findings rows, seconds per check)."""
+    """Run ``names`` on uint8 crops (and ``photo`` records); returns (findings rows, seconds per check).
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8 face crops, (N, S, S) grey.
+    image_ids : iterable of str
+        One id per image, in the order of ``images`` (the ``image_id`` of the findings rows).
+    names : list of str or None
+        Image checks to run, any of ``blank, low_information, dark, light, low_contrast, blurry,
+        non_face, misaligned, watermark, cartoon, occlusion`` (and the photo checks ``no_face,
+        multiple_faces``); None, [] or ["all"] = every default-enabled check. Workspace checks
+        (``mislabel``) are refused here (CurateError, exit 2): they run through :func:`run_audit`.
+    config : dict
+        The audit settings, as ``load_config("audit")`` returns them.
+    seed : int, default=0
+        Seed of the checks that sample or train (same seed, same findings).
+    quiet : bool, default=True
+        No progress bars or messages on stderr.
+    load_original : callable, optional
+        ``load_original(row)`` -> the original image of row ``row`` (quality statistics then come from
+        the original file); None = the crops only. Default None.
+    photo : PhotoData, optional
+        The face stage's records of a photo workspace (:func:`photo_records`); None = face crops only,
+        photo checks judge nothing. Default None.
+    """
     ctx = AuditContext(images=images, image_ids=[str(i) for i in image_ids], config=config, seed=seed,
                        quiet=quiet, load_original=load_original, photo=photo)
     frames, seconds = [], {}
@@ -154,7 +179,32 @@ def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None):
 
 def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = None, config_file=None,
           seed: int = 0, quiet: bool = False) -> dict[str, Any]:
-    """Run the audit checks on ``ws``, replace their rows in findings.parquet, record the run."""
+    """Run the audit checks on ``ws``, replace their rows in findings.parquet, record the run.
+
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace (CurateError when it holds no images).
+    checks : list of str, optional
+        Image checks to run (see :func:`run_checks` for the names; ``["all"]`` = every default-enabled
+        one); None = the ``checks`` list of the settings (configs/audit.yaml). Photo checks are skipped,
+        and named in ``not_applicable``, on a workspace without photos. Default None.
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over the settings of
+        configs/audit.yaml; an unknown key is refused (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+    seed : int, default=0
+        Seed of the checks that sample or train (same seed, same findings).
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+
+    Returns
+    -------
+    dict
+        ``checks``, ``flagged`` and ``errors`` per check, ``flagged_any``, ``seconds_per_check``,
+        ``findings_file`` and the other summary keys (printed by :func:`render_summary`).
+    """
     started = utc_now()
     t0 = time.perf_counter()
     cfg = load_config("audit", overrides, config_file)
@@ -206,6 +256,26 @@ def run_audit(ws: Workspace, checks: list[str] | None = None, *, overrides: list
     ``mislabel``) by its own stage, with the ``NAME.KEY=VALUE`` overrides as its options.
 
     Returns the audit summary (when image checks ran) plus one key per workspace check run.
+
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace.
+    checks : list of str, optional
+        Image checks (see :func:`run_checks`) and workspace checks (``mislabel``) to run; None or [] =
+        the default image checks only (workspace checks are opt-in). Default None.
+    overrides : list of str, optional
+        ``KEY=VALUE`` strings; those starting ``NAME.`` for a workspace check ``NAME`` (e.g.
+        ``mislabel.folds=3``) go to that check without the prefix, the rest to the image checks.
+        Default None.
+    config_file : str or Path, optional
+        A YAML file merged over configs/audit.yaml for the image checks. Default None.
+    seed : int, default=0
+        Seed of every check run.
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    log : callable, default=no-op
+        Receives the workspace checks' progress lines.
     """
     image_set, own = split_overrides(overrides)
     staged = [n for n in checks or [] if n in WORKSPACE_CHECKS]

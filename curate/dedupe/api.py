@@ -221,7 +221,30 @@ def fill_quality(images: np.ndarray, edges: pd.DataFrame, quality: np.ndarray) -
 def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | Path | None = None,
            embedder: str | None = None, seed: int = 0, quiet: bool = False,
            argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the whole dedupe on a workspace; writes the three outputs and returns the summary."""
+    """Run the whole dedupe on a workspace; writes the three outputs and returns the summary.
+
+    Writes duplicates.parquet (one row per image: cluster, keep/drop/exclude proposal, label conflict,
+    cross-split leak), duplicate_pairs.parquet and dedupe_summary.json.
+
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace (CurateError when it holds no images).
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over the settings of
+        configs/dedupe.yaml; an unknown key is refused (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+    embedder : {"pixel", "clip", "cnn", "none"}, optional
+        The near-duplicate embedder; None = the settings' ``embedder`` (``pixel`` as shipped);
+        ``none`` = exact copies and perceptual hashes only. Default None.
+    seed : int, default=0
+        Seed of every sampled step (same seed, same outputs).
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    argv : list of str, optional
+        The command line recorded in the workspace's run log; None = this process's. Default None.
+    """
     from curate.dedupe.clusters import assign_clusters, summarize
     from curate.workspace import utc_now
 

@@ -101,7 +101,22 @@ def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarr
 
 def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, workers: int | None = None,
                quiet: bool = False) -> dict[str, Any]:
-    """Re-run the face stage on every photo of ``ws`` from its original file."""
+    """Re-run the face stage on every photo of ``ws`` from its original file.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace with photo sources (``image_kind == "photo"`` rows).
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings or a nested dict merged last over configs/ingest.yaml (its ``faces.*``
+        settings drive the stage, e.g. ``faces.upsample=2``); an unknown key is refused. Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides``. Default None.
+    workers : int, optional
+        Decoding threads; None = the settings' ``workers`` (4 as shipped). Default None.
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    """
     from curate.ingest.decode import decode_image
 
     started = utc_now()

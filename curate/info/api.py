@@ -23,7 +23,15 @@ def class_split_counts(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def workspace_info(ws: Workspace, plot: bool = True) -> dict[str, Any]:
-    """Summary of the workspace; writes class_distribution.png when ``plot``."""
+    """Summary of the workspace; writes class_distribution.png when ``plot``.
+
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace.
+    plot : bool, default=True
+        Also write class_distribution.png (counts per class and split) into the workspace.
+    """
     m = ws.manifest()
     table = class_split_counts(m)
     rejects = ws.rejects()

@@ -123,6 +123,38 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
 
     Nothing in the workspace changes until every source has been read: the manifest is
     replaced atomically at the end, so an interrupted ingest leaves the previous state.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace to fill (made at the first ingest).
+    sources : iterable of str or Path
+        Kaggle FER2013 CSVs (plain or gzip), image folders (``<split>/<class>/*``, ``<class>/*``) or
+        ``path,label[,split]`` CSVs. A source already in the workspace is skipped unless ``replace``.
+    fmt : {"auto", "fer2013-csv", "folder", "csv"}, default="auto"
+        The sources' format; ``auto`` tells it from each source (a folder, else the CSV header).
+    replace : bool, default=False
+        Read a source already in the workspace again, replacing its rows.
+    strict : bool, default=False
+        Ingest nothing (CurateError) when any row or file is rejected; the rejects are still written.
+    image_size : int, optional
+        Side of the grey pixel store, fixed at the first ingest (a different one later: CurateError,
+        exit 2); None = the workspace's, else the settings' ``image_size`` (48 as shipped). Default None.
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over the settings of
+        configs/ingest.yaml; an unknown key is refused (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    seed : int, optional
+        Recorded in the workspace's run log (ingest samples nothing). Default None.
+
+    Returns
+    -------
+    dict
+        ``read``, ``kept``, ``rejected`` (read = kept + rejected), ``total_images``, ``sources`` (one
+        entry per source read), ``skipped_sources``, ``warnings`` and ``seconds``.
     """
     if fmt not in FORMATS:
         raise CurateError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}", exit_code=2)

@@ -90,7 +90,24 @@ def _oof_body(oof: dict[str, Any]) -> str:
 
 def build_report(ws: Workspace, *, top_n: int = 24, max_clusters: int = 40, thumb_size: int = 96,
                  photo_size: int = 256, quiet: bool = False) -> dict[str, Any]:
-    """Write report/index.html; returns the path, section counts and timing."""
+    """Write report/index.html; returns the path, section counts and timing.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace; each section shows what the steps run so far wrote (findings, duplicates,
+        splits, runs).
+    top_n : int, default=24
+        Flagged images shown per check gallery (highest scores first).
+    max_clusters : int, default=40
+        Duplicate clusters shown (label-conflict clusters first, then the largest).
+    thumb_size : int, default=96
+        Side in pixels of each face-crop thumbnail.
+    photo_size : int, default=256
+        Long side in pixels of each photo shown on a photo workspace's cards.
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    """
     t0 = time.perf_counter()
     data = collect(ws, top_n=top_n, max_clusters=max_clusters)
     thumb = report_thumbnails(ws, data, size=thumb_size, photo_size=photo_size)

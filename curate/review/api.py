@@ -55,7 +55,18 @@ def decisions_from_annotations(annotations: pd.DataFrame, classes: set[str]) -> 
 
 
 def pull_review(ws: Workspace, *, reviewer: str | None = None, annotations: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Record the App's review tags in decisions.parquet (new/changed only) and update labels."""
+    """Record the App's review tags in decisions.parquet (new/changed only) and update labels.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace whose review dataset was opened in the App.
+    reviewer : str, optional
+        Name recorded with each decision; None = $USER (then the login name). Default None.
+    annotations : pd.DataFrame, optional
+        ``image_id, tags, review_label`` rows to record; None = read from the workspace's review
+        dataset. Default None.
+    """
     who = default_reviewer(reviewer)
     annotations = read_annotations(ws) if annotations is None else annotations
     proposed, conflicts = decisions_from_annotations(annotations, known_classes(ws.manifest()))
@@ -75,7 +86,19 @@ def pull_review(ws: Workspace, *, reviewer: str | None = None, annotations: pd.D
 
 
 def export_review(ws: Workspace, out: Path, *, only_flagged: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Write the review CSV (evidence + empty decision/new_label columns) and the PNGs it points to."""
+    """Write the review CSV (evidence + empty decision/new_label columns) and the PNGs it points to.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace (audited and/or deduplicated, for evidence to show).
+    out : Path
+        The CSV to write (its folder is made).
+    only_flagged : bool, default=False
+        Only the images some check flagged or that belong to a duplicate cluster; else one row per image.
+    quiet : bool, default=False
+        No progress bars or messages on stderr.
+    """
     table, checks = review_table(ws)
     paths = image_paths(ws, table["image_id"])
     frame = export_frame(table, checks, read_decisions(ws), paths, only_flagged=only_flagged)
@@ -88,7 +111,18 @@ def export_review(ws: Workspace, out: Path, *, only_flagged: bool = False, quiet
 
 
 def import_review(ws: Workspace, path: Path, *, reviewer: str | None = None) -> dict[str, Any]:
-    """Append the CSV's decisions (new/changed only); bad rows are reported, the others imported."""
+    """Append the CSV's decisions (new/changed only); bad rows are reported, the others imported.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace the CSV was exported from.
+    path : Path
+        A review CSV as :func:`export_review` writes it, with ``decision`` (relabel, exclude or keep;
+        blank = no decision) and, for relabel, ``new_label`` filled in.
+    reviewer : str, optional
+        Name recorded with each decision; None = $USER (then the login name). Default None.
+    """
     who = default_reviewer(reviewer)
     path = Path(path)
     if not path.exists():
