@@ -144,9 +144,10 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
         Continue an interrupted run of this name from its last checkpoint (a finished run of this name
         is refused unless ``resume``).
     quiet : bool, default=False
-        No progress bars or messages on stderr.
+        No progress bars, no line per epoch and no input line on stderr.
     argv : list of str, optional
-        The command line recorded in the workspace's run log; None = this process's. Default None.
+        Recorded as the run's command line in workspace.json (``["pipeline", "train-eval"]`` from a
+        pipeline); None = this process's. Default None.
     """
     from curate.split.api import split_classes
     from curate.split.store import read_split
