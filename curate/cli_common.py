@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
+from curate.logs import cli_logging
 from curate.workspace import DEFAULT_WORKSPACE
 
 WorkspaceOpt = typer.Option(DEFAULT_WORKSPACE, "--workspace", "-w", help="Workspace folder (one per dataset).")
@@ -20,12 +21,6 @@ ThreadsOpt = typer.Option(None, "--threads", min=0,
                           help="CPU threads for torch/OpenCV (global: curate --threads N CMD). Default: "
                                "CURATE_THREADS, else OMP_NUM_THREADS, else every core this process may use; "
                                "give each of several processes sharing the cores its share (e.g. 1).")
-
-
-def say(message: str, quiet: bool = False) -> None:
-    """Human-readable message on stderr (stdout stays clean for --json)."""
-    if not quiet:
-        typer.echo(message, err=True)
 
 
 def emit(summary: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str] | None = None,
@@ -67,7 +62,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(command: F) -> F:
-    """Decorator for a command's function: its body runs under :func:`run_guarded`.
+    """Decorator for a command's function: its body runs under :func:`run_guarded`, with the ``curate``
+    logger writing to stderr (:func:`curate.logs.cli_logging`; only warnings under ``--quiet``).
 
     Put it below ``@app.command(...)``; the signature (the options Typer reads) is kept::
 
@@ -79,7 +75,8 @@ def guarded(command: F) -> F:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        return run_guarded(lambda: command(*args, **kwargs))
+        with cli_logging(quiet=bool(kwargs.get("quiet", False))):
+            return run_guarded(lambda: command(*args, **kwargs))
 
     run.curate_guarded = True  # type: ignore[attr-defined]  # what tests check every command for
     return run  # type: ignore[return-value]

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import emit, guarded, say, shared_options
+from curate.cli_common import emit, guarded, shared_options
 
 
 def render_pipeline(result: dict) -> str:
@@ -33,8 +33,7 @@ def run(
     """Run a declarative pipeline of steps on one workspace."""
     from curate.pipeline import run_pipeline
 
-    result = run_pipeline(pipeline, workspace=workspace, seed=seed, overrides=set_, quiet=quiet,
-                          log=lambda m: say(m, quiet))
+    result = run_pipeline(pipeline, workspace=workspace, seed=seed, overrides=set_, quiet=quiet)
     emit(result, as_json, render_pipeline, quiet)
 
 
@@ -49,8 +48,7 @@ def demo(
     from curate.config import pipelines_dir
     from curate.pipeline import run_pipeline
 
-    result = run_pipeline(pipelines_dir() / "demo.yaml", workspace=workspace, overrides=set_, quiet=quiet,
-                          log=lambda m: say(m, quiet))
+    result = run_pipeline(pipelines_dir() / "demo.yaml", workspace=workspace, overrides=set_, quiet=quiet)
     emit(result, as_json, render_pipeline, quiet)
     if not as_json:
         root = Path(result["workspace"])

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from curate.config import ConfigError, deep_merge, parse_overrides, read_yaml
 from curate.errors import CurateError
+from curate.logs import get_logger
 from curate.threads import apply_threads
 from curate.workspace import Workspace
 
@@ -111,8 +112,13 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> dict[
 
 def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed: int | None = None,
                  overrides: list[str] | None = None, quiet: bool = False,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every step of a pipeline in order; returns each step's summary and timing."""
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every step of a pipeline in order; returns each step's summary and timing.
+
+    The pipeline's lines (``[name] step ...``) go to ``log`` when given, else to the ``curate`` logger;
+    a step that cannot judge (e.g. mislabel's ``judged: false``) warns through the logger itself.
+    """
+    log = log or get_logger(__name__).info
     spec = load_pipeline(path, overrides)
     ws_root = workspace or spec["workspace"] or "./curate-ws"
     seed = spec["seed"] if seed is None else seed
@@ -132,6 +138,4 @@ def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed:
         seconds = round(time.perf_counter() - t0, 2)
         results.append({"step": name, "seconds": seconds, "summary": summary})
         log(f"[{spec['name']}] {name} done in {seconds:.1f}s")
-        if isinstance(summary, dict) and summary.get("judged") is False and summary.get("reason"):
-            log(f"[{spec['name']}] warning: {name} {summary['reason']}")
     return {"pipeline": spec["name"], "workspace": str(ws.root), "seed": seed, "steps": results}

@@ -175,8 +175,8 @@ def test_cli_prints_the_reason(monkeypatch, sample_ws):
 
     reason = "not judged: out-of-fold accuracy 20.0% vs majority-class 25.0% (p=0.99); ..."
 
-    def fake(ws, log=lambda m: None, **kw):
-        log(f"warning: mislabel {reason}")                      # as run_mislabel says it
+    def fake(ws, log=None, **kw):
+        mislabel_api.logger.warning(f"warning: mislabel {reason}")  # as run_mislabel says it
         return {"mode": "oof", "variant": "combined", "images": 10, "folds": 3, "oof_accuracy": 0.2,
                 "trained_folds": [0], "skipped_folds": [], "estimated_issues": 0, "flagged": 0, "judged": False,
                 "reason": reason}

@@ -76,12 +76,13 @@ def test_finetune_uses_the_checkpoint_and_the_split_classes(photo_split, resnet1
     assert set(pred["pred"]) <= {"happy", "sad", "neutral"} and "fear" not in set(pred["label"])
 
 
-def test_checkpoint_null_trains_from_scratch_and_says_so(capsys):
+def test_checkpoint_null_trains_from_scratch_and_says_so(caplog):
     # another torchvision architecture (its classifier's last Linear is the head replaced)
     recipe = load_recipe("finetune_resnet18", FAST + ["backbone=mobilenet_v3_small", "freeze_epochs=0"])
     x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    result = fit(x, np.array([0, 1, 2, 0, 1, 2, 0, 1]), recipe, num_classes=3, quiet=False)
-    err = capsys.readouterr().err
+    with caplog.at_level("INFO", logger="curate"):  # said through the curate logger
+        result = fit(x, np.array([0, 1, 2, 0, 1, 2, 0, 1]), recipe, num_classes=3, quiet=False)
+    err = caplog.text
     assert "checkpoint null - training from scratch" in err and "nothing is downloaded" in err
     assert result.pretrained["checkpoint"] is None and result.model.classifier.out_features == 3
     assert result.model.head_prefix == "classifier.3"

@@ -20,6 +20,7 @@ from curate.config import load_config
 from curate.errors import CurateError
 from curate.findings import make_findings, write_findings
 from curate.ingest.originals import load_original
+from curate.logs import get_logger
 from curate.progress import chunks
 from curate.workspace import Workspace, utc_now
 
@@ -250,7 +251,7 @@ def split_overrides(overrides: list[str] | None) -> tuple[list[str] | None, dict
 
 def run_audit(ws: Workspace, checks: list[str] | None = None, *, overrides: list[str] | None = None,
               config_file=None, seed: int = 0, quiet: bool = False,
-              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What ``curate audit`` and the pipeline step run: the named image checks through :func:`audit`
     (every default-enabled one when none are named), then each named workspace check (opt-in, e.g.
     ``mislabel``) by its own stage, with the ``NAME.KEY=VALUE`` overrides as its options.
@@ -274,9 +275,10 @@ def run_audit(ws: Workspace, checks: list[str] | None = None, *, overrides: list
         Seed of every check run.
     quiet : bool, default=False
         No progress bars or messages on stderr.
-    log : callable, default=no-op
-        Receives the workspace checks' progress lines.
+    log : callable, optional
+        Receives the workspace checks' progress lines. Default None: the ``curate`` logger.
     """
+    log = log or get_logger(__name__).info
     image_set, own = split_overrides(overrides)
     staged = [n for n in checks or [] if n in WORKSPACE_CHECKS]
     image = [n for n in checks if n not in WORKSPACE_CHECKS] if checks else checks

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import JsonOpt, deprecated_alias, emit, guarded, say, shared_options
+from curate.cli_common import JsonOpt, deprecated_alias, emit, guarded, shared_options
+from curate.logs import get_logger
 
 
 def _render_list(checks: dict) -> str:
@@ -74,10 +75,9 @@ def audit(
         return
     names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
     ws = Workspace.open(workspace)
-    summary = run_audit(ws, names, overrides=set_ or [], config_file=config, seed=seed, quiet=quiet,
-                        log=lambda m: say(m, quiet))
+    summary = run_audit(ws, names, overrides=set_ or [], config_file=config, seed=seed, quiet=quiet)
     if open_ui_:
-        say(f"opening the review app on port {port} ...", quiet)
+        get_logger(__name__).info(f"opening the review app on port {port} ...")
         summary["review"] = open_ui(ws, port, quiet)
     emit(summary, as_json, _render_audit, quiet)
 

@@ -19,9 +19,11 @@ import pandas as pd
 from curate.config import load_config
 from curate.errors import CurateError
 from curate.labels import CLASSES
+from curate.logs import get_logger
 from curate.workspace import Workspace, utc_now
 
 CHECK = "mislabel"
+logger = get_logger(__name__)
 
 
 def labelled_rows(manifest: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -60,7 +62,7 @@ def _recipe(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None = None,
                  config_file: str | Path | None = None, seed: int = 0, quiet: bool = False,
-                 log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Compute probabilities (k-fold or one dynamics run), score every labelled image, write findings.
 
     In ``oof`` mode the out-of-fold model must first show it can judge labels at all
@@ -71,8 +73,13 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     not, every image is still scored but nothing is flagged and no label suggested; every
     evidence text starts with ``not judged: out-of-fold accuracy X% vs majority-class Y% (p=...)``,
     and the summary (and oof_meta.json) get ``judged: false`` and the ``reason``.
+
+    Progress lines go to ``log`` when given, else to the ``curate`` logger; the not-judged warning
+    always goes to the logger (level WARNING).
     """
     from curate.mislabel.scoring import evidence_text
+
+    log = log or logger.info
 
     started = utc_now()
     t0 = time.perf_counter()
@@ -115,7 +122,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         scores = replace(scores, flagged=np.zeros(len(y), bool), suggested=np.full(len(y), -1, np.int64),
                          estimated_issues=0)
         evidence = [f"{headline} | {text}" for text in evidence]
-        log(f"warning: mislabel {summary['reason']}")
+        logger.warning(f"warning: mislabel {summary['reason']}")
     summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
                                            ambiguity_ratio=float(cfg["ambiguity_ratio"])))
     summary["seconds"] = round(time.perf_counter() - t0, 1)

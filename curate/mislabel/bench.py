@@ -21,6 +21,7 @@ from curate.config import load_config
 from curate.errors import CurateError
 from curate.invocation import current_command
 from curate.labels import CLASS_TO_INDEX
+from curate.logs import get_logger
 from curate.mislabel.api import labelled_rows, run_mislabel
 from curate.workspace import Workspace
 
@@ -177,12 +178,14 @@ def _utc_minute() -> str:
 def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 0.1, seed: int = 0,
               overrides: list[str] | dict | None = None, report: Path | None = Path("reports/mislabel.md"),
               rescore: bool = False, quiet: bool = False,
-              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Make the flipped copy, run the mislabel check on it (k-fold), evaluate, write the report.
 
     ``rescore``: reuse the flipped copy and out-of-fold outputs already in ``out`` (from an earlier
-    run of this benchmark) and only score the variants again, e.g. after a scoring change.
+    run of this benchmark) and only score the variants again, e.g. after a scoring change. Progress
+    lines go to ``log`` when given, else to the ``curate`` logger.
     """
+    log = log or get_logger(__name__).info
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     if rescore:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded, say
+from curate.cli_common import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, SetOpt, WorkspaceOpt, emit, guarded
 
 
 def render(summary: dict) -> str:
@@ -75,9 +75,7 @@ def register(app: typer.Typer) -> None:
             if value is not None:
                 overrides[key] = value
         summary = run_mislabel(Workspace.open(workspace), overrides=overrides or None, config_file=config,
-                               seed=seed, quiet=quiet, log=lambda m: say(m, quiet))
-        if summary.get("judged") is False and quiet:  # a warning, not chatter: said (via log) or printed
-            typer.echo(f"warning: mislabel {summary['reason']}", err=True)
+                               seed=seed, quiet=quiet)
         emit(summary, as_json, render, quiet)
 
     @app.command("mislabel-bench")
@@ -115,12 +113,10 @@ def register(app: typer.Typer) -> None:
             from curate.mislabel.review_report import render_review
 
             result = run_review_bench(Workspace.open(workspace), review, report=report, overrides=set_,
-                                      second_view=second_view, baselines=[Workspace.open(b) for b in baseline or []],
-                                      log=lambda m: say(m, quiet))
+                                      second_view=second_view, baselines=[Workspace.open(b) for b in baseline or []])
             emit(result, as_json, render_review, quiet)
             return
 
         summary = run_bench(Workspace.open(workspace), out, subset=subset, flip_rate=flip_rate, seed=seed,
-                            overrides=set_, report=report, rescore=rescore, quiet=quiet,
-                            log=lambda m: say(m, quiet))
+                            overrides=set_, report=report, rescore=rescore, quiet=quiet)
         emit(summary, as_json, render_bench, quiet)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from curate import atomic
+from curate.logs import get_logger
 
 
 def fingerprint(image_ids: list[str] | np.ndarray, labels: np.ndarray, folds: np.ndarray,
@@ -104,9 +105,11 @@ def run_fold(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, fold: in
 
 def run_oof(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, recipe: dict[str, Any],
             n_classes: int, out_dir: Path, fingerprint_: str, seed: int = 0, device: str = "auto",
-            tta: bool = True, quiet: bool = False, log: Callable[[str], None] = lambda m: None,
+            tta: bool = True, quiet: bool = False, log: Callable[[str], None] | None = None,
             fold_runner: Callable[..., dict[str, np.ndarray]] = run_fold) -> OOFResult:
-    """Run (or resume) every fold and assemble the out-of-fold arrays."""
+    """Run (or resume) every fold and assemble the out-of-fold arrays (progress lines to ``log``, else
+    to the ``curate`` logger)."""
+    log = log or get_logger(__name__).info
     labels = np.asarray(labels, dtype=np.int64)
     folds = np.asarray(folds, dtype=np.int64)
     n = len(labels)

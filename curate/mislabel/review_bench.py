@@ -240,7 +240,7 @@ def relabel_table(default: Any, y: np.ndarray, positions: np.ndarray, truth: pd.
 
 def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | None = None,
                      overrides: dict[str, Any] | list[str] | None = None, second_view: bool = True,
-                     baselines: list[Any] | None = None, log: Any = lambda m: None) -> dict[str, Any]:
+                     baselines: list[Any] | None = None, log: Any = None) -> dict[str, Any]:
     """Score every variant on the workspace's OOF outputs against the review; write the report section.
 
     Parameters
@@ -252,8 +252,13 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
     second_view : bool, default True. Also fit the HOG/LBP linear view (about 2 CPU minutes).
     baselines : other workspaces with OOF outputs of the same images (e.g. another recipe's run);
         each adds a row scored with the default variant.
+    log : callable, optional. Receives the progress lines; default None: the ``curate`` logger.
     """
     import time
+
+    from curate.logs import get_logger
+
+    log = log or get_logger(__name__).info
 
     from curate.config import load_config
     from curate.mislabel.api import load_oof

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+from curate.logs import get_logger
 from curate.review.dataset import fiftyone, sync_dataset
 from curate.review.table import review_table
 from curate.workspace import Workspace
@@ -43,9 +44,10 @@ def open_review(ws: Workspace, *, port: int = 5151, launch: bool = True, quiet: 
     summary.update(url=url, port=port)
     print(f"FiftyOne App for {ws.root} (dataset {summary['dataset']}): {url}", flush=True)
     if not quiet:
-        print(f"Saved views: {', '.join(summary['views'])}", file=sys.stderr)
-        print(HOW_TO_REVIEW.format(ws=ws.root), file=sys.stderr)
-        print("Press Ctrl-C to stop the App.", file=sys.stderr, flush=True)
+        logger = get_logger(__name__)
+        logger.info(f"Saved views: {', '.join(summary['views'])}")
+        logger.info(HOW_TO_REVIEW.format(ws=ws.root))
+        logger.info("Press Ctrl-C to stop the App.")
     if wait:
         try:
             session.wait(-1)

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from curate.cli_common import JsonOpt, QuietOpt, WorkspaceOpt, emit, guarded, say
+from curate.cli_common import JsonOpt, QuietOpt, WorkspaceOpt, emit, guarded
+from curate.logs import get_logger
 
 ReviewerOpt = typer.Option(None, "--reviewer", help="Who decided (default: $USER).")
 
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
         emit(summary, as_json, _render_import, quiet)
         if summary["errors"]:
             if as_json or quiet:
-                say(f"{len(summary['errors'])} bad rows skipped", quiet)
+                get_logger(__name__).info(f"{len(summary['errors'])} bad rows skipped")
             raise typer.Exit(1)
 
     app.add_typer(review, name="review")

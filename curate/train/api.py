@@ -166,10 +166,10 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     index = {c: i for i, c in enumerate(classes)}
     pixels, input_desc = input_store(ws, rec)
     if not quiet:
-        import sys
+        from curate.logs import get_logger
 
-        print(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); input: {input_desc}",
-              file=sys.stderr, flush=True)
+        get_logger(__name__).info(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); "
+                                  f"input: {input_desc}")
     parts, eval_split = _split_parts(ws, split, frame, pixels, index)
     out = _run_folder(ws, name, rec, resume)
     train_rows, x_tr, y_tr = parts["train"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate import atomic
+from curate.logs import get_logger
 from curate.progress import progress
 from curate.train.augment import MEAN, STD, augment_batch, augment_params, center_crop, normalise, to_float, tta_views
 from curate.train.models import BackboneNet, build_from_recipe, build_model, load_backbone_checkpoint
 from curate.train.recipes import DEFAULTS, load_recipe
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -194,8 +196,9 @@ def _fmt_eta(seconds: float) -> str:
 
 
 def _log(message: str, quiet: bool) -> None:
+    """A training progress line for the ``curate`` logger; none when ``quiet`` (e.g. a mislabel fold)."""
     if not quiet:
-        print(message, file=sys.stderr, flush=True)
+        logger.info(message)
 
 
 @dataclass
