@@ -259,10 +259,15 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
 
         table = pd.read_csv(review, dtype=str, keep_default_na=False)
         drawn = table[table["parts"].str.split("+").map(lambda p: "test" in p)] if "parts" in table else table
+        dups = ws.read_parquet("duplicates.parquet")
+        leaked = set() if dups is None else set(dups.loc[dups["cross_split"].astype(bool), "image_id"].astype(str))
         for row in rows:
             pred = ws.read_parquet(f"runs/{row['run']}/predictions.parquet")
-            row["reviewed"] = reviewed_accuracy(pred, drawn) if pred is not None else None
-            row["reviewed_all"] = reviewed_accuracy(pred, table) if pred is not None else None
+            if pred is None:
+                continue
+            row["reviewed"] = reviewed_accuracy(pred, drawn)
+            row["reviewed_leak_free"] = reviewed_accuracy(pred, drawn[~drawn["image_id"].isin(leaked)])
+            row["reviewed_all"] = reviewed_accuracy(pred, table)
         result["review"] = str(review)
     if report is not None:
         from curate.train.compare_report import write_compare_report

@@ -140,12 +140,13 @@ def _reviewed_lines(result: dict[str, Any]) -> list[str]:
                  "right = the class the reviewer saw, either class when ambiguous; unusable images left out), and on "
                  "every reviewed test image (the later rounds add test images the mislabel rankings put on top):", "",
              "| run | drawn test images | accuracy (reviewer's labels) | accuracy (given labels) | "
-             "all reviewed test images | accuracy (reviewer's labels) | accuracy (given labels) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "of them leak-free | accuracy (reviewer's labels) | all reviewed test images | accuracy "
+             "(reviewer's labels) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        rv, ra = r["reviewed"], r.get("reviewed_all") or r["reviewed"]
+        rv = r["reviewed"]
+        rf, ra = r.get("reviewed_leak_free") or rv, r.get("reviewed_all") or rv
         lines.append(f"| {r['run']} | {rv['n']} | {rv['accuracy']:.2%} | {rv['accuracy_given_labels']:.2%} | "
-                     f"{ra['n']} | {ra['accuracy']:.2%} | {ra['accuracy_given_labels']:.2%} |")
+                     f"{rf['n']} | {rf['accuracy']:.2%} | {ra['n']} | {ra['accuracy']:.2%} |")
     if len(rows) >= 2:
         a, b = rows[0]["reviewed"], rows[-1]["reviewed"]
         lines += ["", f"{rows[-1]['run']} minus {rows[0]['run']} on the reviewed images: "
