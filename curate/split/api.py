@@ -83,25 +83,107 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
                 quiet: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
     """Apply decisions -> classes -> no_face -> duplicates -> findings, assign splits, balance, write outputs.
 
-    ``classes`` (or the ``classes`` setting): keep only these classes, in every split; the
-    split's class list (``split.json``) is that subset, else the classes of the kept images.
-    Returns a summary.
+    Writes splits/<name>/: manifest.parquet (image_id, split, label, weight), ledger.parquet (every image,
+    kept or removed, and why), report.md, split.json and the exports. An argument left None takes the
+    setting's value (configs/split.yaml, then ``config_file``, then ``overrides``).
+
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace (CurateError when it holds no images).
+    name : str, optional
+        The split's folder under splits/ (no ``/``, not starting with ``.``); None = the ``name``
+        setting (``cleaned``), or ``raw`` when ``raw`` is on and that setting is unchanged. Default None.
+    raw : bool, optional
+        True = no cleaning (no decisions, duplicates or findings applied): the dataset as released;
+        ``classes`` and ``exclude_no_face`` still apply. None = the ``raw`` setting (false). Default None.
+    clean_test : bool, optional
+        Also clean the test split (reported); refused together with ``raw``. None = the ``clean_test``
+        setting (false: the test split is left untouched). Default None.
+    resplit_val : bool, optional
+        Re-split train+val (stratified, group-aware) instead of keeping the dataset's own val split.
+        None = the ``resplit_val`` setting (false). Default None.
+    balance : {"none", "undersample", "oversample", "class_weights"}, optional
+        Balancing of the train rows; None = the ``balance`` setting (``none``). Default None.
+    export : iterable of str, optional
+        Exports to write, any of ``imagefolder``, ``csv``, ``parquet`` (others are refused); None = the
+        ``export`` setting (none). Default None.
+    classes : list of str or str, optional
+        Keep only these classes, in every split (a list or a comma-separated string; see
+        :func:`parse_classes`). The split's class list (``split.json``) is that subset, else the classes
+        of the kept images. None = the ``classes`` setting (null: every class). Default None.
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over configs/split.yaml (e.g.
+        ``mislabel.confident=relabel``); an unknown key is refused (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+    seed : int, default=0
+        Seed of the split assignment and of the balancing (same seed, same splits).
+    quiet : bool, default=False
+        No progress bars while exporting.
+    argv : list of str, optional
+        Recorded as the run's command line in workspace.json (``["pipeline", "split"]`` from a
+        pipeline); None = this process's. Default None.
+
+    Returns
+    -------
+    dict
+        The summary written to split.json: ``steps`` (counts per policy step), ``removed``, ``relabelled``,
+        ``counts`` per split, ``classes``, ``report`` and the rest (printed by :func:`render_summary`).
     """
     started = utc_now()
     t0 = time.perf_counter()
-    cfg = load_config("split", overrides, config_file)
-    for key, value in (("raw", raw), ("clean_test", clean_test), ("resplit_val", resplit_val),
-                       ("balance", balance)):
-        if value is not None:
-            cfg[key] = value
-    if export is not None:
-        cfg["export"] = list(export)
-    if classes is not None:
-        cfg["classes"] = classes
+    cfg = _settings(load_config("split", overrides, config_file), raw=raw, clean_test=clean_test,
+                    resplit_val=resplit_val, balance=balance, export=export, classes=classes)
+    name = _split_name(cfg, name)
+    _check_settings(cfg)
+    ws = Workspace.open(ws.root)
+    manifest = ws.manifest()
+    if manifest.empty:
+        raise CurateError(f"{ws.manifest_path}: the workspace holds no images")
+    all_classes = _classes(manifest)
+    subset = parse_classes(cfg.get("classes"), manifest["label"].dropna().astype(str).unique())
+    ledger = policy.new_ledger(manifest)
+    tables = _read_inputs(ws, cfg)
+    steps = _apply_policy(ledger, cfg, tables, subset, all_classes)
+    frame = _split_frame(ledger, cfg, seed)
+    summary = _summary(name, ws.root, split_dir(ws, name), seed, cfg, subset, all_classes,
+                       _input_sizes(cfg, tables), steps, ledger, frame)
+    _write_outputs(ws, name, ledger, frame, summary, cfg["export"], quiet)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    ws.write_json(f"splits/{name}/split.json", summary)
+    ws.record_run("split", argv=argv, seed=seed, started=started, options=summary["options"] | {"name": name},
+                  counts={"before": summary["images_before"], "removed": summary["removed"],
+                          "relabelled": summary["relabelled"], **summary["counts"]})
+    return summary
+
+
+def _settings(cfg: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """The settings with the arguments of :func:`build_split` that are not None put over them."""
+    cfg = dict(cfg)
+    for key in ("raw", "clean_test", "resplit_val", "balance"):
+        if given[key] is not None:
+            cfg[key] = given[key]
+    if given["export"] is not None:
+        cfg["export"] = list(given["export"])
+    if given["classes"] is not None:
+        cfg["classes"] = given["classes"]
+    return cfg
+
+
+def _split_name(cfg: dict[str, Any], name: str | None) -> str:
+    """The split's folder name (default: the ``name`` setting, or raw for a raw split); CurateError for a
+    name that is no plain folder name."""
     if name is None:
         name = "raw" if cfg["raw"] and cfg["name"] == "cleaned" else cfg["name"]
     if not name or "/" in name or name.startswith("."):
         raise CurateError(f"bad split name {name!r} (a plain folder name, e.g. cleaned)", exit_code=2)
+    return name
+
+
+def _check_settings(cfg: dict[str, Any]) -> None:
+    """CurateError (exit 2) for an unknown export format, balance mode, mislabel or duplicates action, a
+    fraction out of range, or raw together with clean_test."""
     bad = [f for f in cfg["export"] if f not in EXPORT_FORMATS]
     if bad:
         raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
@@ -120,52 +202,72 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     if cfg["raw"] and cfg["clean_test"]:
         raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
 
-    ws = Workspace.open(ws.root)
-    manifest = ws.manifest()
-    if manifest.empty:
-        raise CurateError(f"{ws.manifest_path}: the workspace holds no images")
-    all_classes = _classes(manifest)
-    subset = parse_classes(cfg.get("classes"), manifest["label"].dropna().astype(str).unique())
-    ledger = policy.new_ledger(manifest)
+
+def _relabels(mcfg: dict[str, Any]) -> bool:
+    """Whether the ``mislabel`` settings act on flagged mislabel findings at all (not keep and keep)."""
+    return not (mcfg["confident"] == "keep" and mcfg["other"] == "keep")
+
+
+def _read_inputs(ws: Workspace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The workspace tables the settings use (None where not used or absent): decisions, face_images,
+    duplicates (always: a raw split still never splits a cluster), findings, and ``confidence``, the
+    suggestion confidence of the mislabel findings (:func:`suggestion_confidence`)."""
+    cleaning = not cfg["raw"]
+    findings_used = cleaning and bool(cfg["findings"]["apply"])
+    tables = {"decisions": ws.read_parquet("decisions.parquet") if cleaning and cfg["decisions"] else None,
+              "face_images": ws.read_parquet("face_images.parquet") if cfg["exclude_no_face"] else None,
+              "duplicates": ws.read_parquet("duplicates.parquet"),
+              "findings": ws.read_parquet("findings.parquet") if findings_used else None}
+    tables["confidence"] = (suggestion_confidence(ws, tables["findings"])
+                            if findings_used and _relabels(cfg["mislabel"]) else None)
+    return tables
+
+
+def _input_sizes(cfg: dict[str, Any], tables: dict[str, Any]) -> dict[str, int | None]:
+    """Rows of each input table the cleaning read (None: not read, or absent); a raw split reports no
+    duplicates (it uses their groups only)."""
+    sizes = {k: None if tables[k] is None else len(tables[k])
+             for k in ("decisions", "duplicates", "findings", "face_images")}
+    if cfg["raw"]:
+        sizes["duplicates"] = None
+    return sizes
+
+
+def _apply_policy(ledger: pd.DataFrame, cfg: dict[str, Any], tables: dict[str, Any], subset: list[str] | None,
+                  all_classes: list[str]) -> dict[str, Any]:
+    """Mark the ledger (in place), step by step: decisions, the class subset, no-face photos (these two in
+    every split, raw included: they define the task), duplicates, findings and mislabel findings; a raw
+    split only gets the duplicate groups. Returns the counts of each step."""
     steps: dict[str, Any] = {"unlabelled": int((ledger["status"] == "removed").sum())}
-    inputs: dict[str, Any] = {"decisions": None, "duplicates": None, "findings": None, "face_images": None}
+    clean_test = bool(cfg["clean_test"])
+    if not cfg["raw"] and cfg["decisions"]:
+        steps["decisions"] = policy.apply_decisions(ledger, tables["decisions"], all_classes, clean_test=clean_test)
+    if subset is not None:
+        steps["classes"] = policy.apply_classes(ledger, subset)
+    if cfg["exclude_no_face"]:
+        steps["faces"] = policy.apply_no_face(ledger, tables["face_images"])
+    if cfg["raw"]:
+        if tables["duplicates"] is not None:  # groups only: the raw split still never splits a cluster when it splits
+            policy.apply_duplicates(ledger, tables["duplicates"], clean_test=False, actions=[], guard_splits=[])
+        return steps
+    dup_cfg = cfg["duplicates"]
+    if dup_cfg["apply"]:
+        guards = ["test"] + ([] if cfg["resplit_val"] else ["val"])
+        steps["duplicates"] = policy.apply_duplicates(
+            ledger, tables["duplicates"], clean_test=clean_test, actions=dup_cfg["actions"],
+            guard_splits=guards if dup_cfg["leak_guard"] else [])
+    find_cfg = cfg["findings"]
+    if find_cfg["apply"]:
+        steps["findings"] = policy.apply_findings(ledger, tables["findings"], find_cfg["exclude_checks"],
+                                                  clean_test=clean_test)
+        steps["mislabel"] = _mislabel_step(ledger, tables["findings"], tables["confidence"], cfg["mislabel"],
+                                           clean_test)
+    return steps
 
-    def scope() -> None:
-        """Class subset and no-face photos: every split, raw included (they define the task)."""
-        if subset is not None:
-            steps["classes"] = policy.apply_classes(ledger, subset)
-        if cfg["exclude_no_face"]:
-            face_images = ws.read_parquet("face_images.parquet")
-            inputs["face_images"] = None if face_images is None else len(face_images)
-            steps["faces"] = policy.apply_no_face(ledger, face_images)
 
-    if not cfg["raw"]:
-        clean_test_flag = bool(cfg["clean_test"])
-        if cfg["decisions"]:
-            decisions = ws.read_parquet("decisions.parquet")
-            inputs["decisions"] = None if decisions is None else len(decisions)
-            steps["decisions"] = policy.apply_decisions(ledger, decisions, all_classes, clean_test=clean_test_flag)
-        scope()
-        dup_cfg = cfg["duplicates"]
-        duplicates = ws.read_parquet("duplicates.parquet")
-        inputs["duplicates"] = None if duplicates is None else len(duplicates)
-        if dup_cfg["apply"]:
-            guards = ["test"] + ([] if cfg["resplit_val"] else ["val"])
-            steps["duplicates"] = policy.apply_duplicates(
-                ledger, duplicates, clean_test=clean_test_flag, actions=dup_cfg["actions"],
-                guard_splits=guards if dup_cfg["leak_guard"] else [])
-        find_cfg = cfg["findings"]
-        if find_cfg["apply"]:
-            findings = ws.read_parquet("findings.parquet")
-            inputs["findings"] = None if findings is None else len(findings)
-            steps["findings"] = policy.apply_findings(ledger, findings, find_cfg["exclude_checks"],
-                                                      clean_test=clean_test_flag)
-            steps["mislabel"] = _mislabel_step(ws, ledger, findings, cfg["mislabel"], clean_test_flag)
-    else:
-        scope()
-        duplicates = ws.read_parquet("duplicates.parquet")
-        if duplicates is not None:  # groups only: the raw split still never splits a cluster when it splits
-            policy.apply_duplicates(ledger, duplicates, clean_test=False, actions=[], guard_splits=[])
+def _split_frame(ledger: pd.DataFrame, cfg: dict[str, Any], seed: int) -> pd.DataFrame:
+    """Assign every ledger row its split (in place); the split manifest: the kept images (weight 1),
+    balanced, train rows first, then val, then test."""
     ledger["split"] = policy.assign_splits(ledger, resplit_val=bool(cfg["resplit_val"]),
                                            val_fraction=float(cfg["val_fraction"]),
                                            test_fraction=float(cfg["test_fraction"]), seed=seed)
@@ -175,19 +277,20 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     frame = policy.balance(frame, cfg["balance"], seed)
     order = {"train": 0, "val": 1, "test": 2}
     frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o"], kind="stable").drop(columns="_o")
-    frame = frame.reset_index(drop=True)
+    return frame.reset_index(drop=True)
 
-    out = split_dir(ws, name)
-    out.mkdir(parents=True, exist_ok=True)
-    ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
-    ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
+
+def _summary(name: str, root: Path, out: Path, seed: int, cfg: dict[str, Any], subset: list[str] | None,
+             all_classes: list[str], inputs: dict[str, Any], steps: dict[str, Any], ledger: pd.DataFrame,
+             frame: pd.DataFrame) -> dict[str, Any]:
+    """The split's summary (before its report, exports and seconds are added)."""
     options = {k: cfg[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
                                    "decisions", "duplicates", "findings", "mislabel", "exclude_no_face")}
     options["classes"] = subset
     kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
     empty = [c for c in kept_classes if not (frame["label"] == c).any()]
     summary = {
-        "name": name, "workspace": str(ws.root), "path": str(out), "seed": seed, "options": options,
+        "name": name, "workspace": str(root), "path": str(out), "seed": seed, "options": options,
         "inputs": inputs, "steps": steps, "images_before": len(ledger),
         "removed": int((ledger["status"] == "removed").sum()),
         "relabelled": int((ledger["status"].eq("kept") & ledger["label"].ne(ledger["given_label"])).sum()),
@@ -197,16 +300,21 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     }
     if empty:
         summary["empty_classes"] = empty
+    return summary
+
+
+def _write_outputs(ws: Workspace, name: str, ledger: pd.DataFrame, frame: pd.DataFrame, summary: dict[str, Any],
+                   export: list[str], quiet: bool) -> None:
+    """splits/<name>/manifest.parquet, ledger.parquet, report.md and the exports; their paths go into
+    ``summary`` (``report``, ``exports``)."""
+    out = split_dir(ws, name)
+    out.mkdir(parents=True, exist_ok=True)
+    ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
+    ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
     write_report(out / "report.md", ledger, frame, summary)
     summary["report"] = str(out / "report.md")
-    if cfg["export"]:
-        summary["exports"] = export_split(ws, name, cfg["export"], quiet=quiet)
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    ws.write_json(f"splits/{name}/split.json", summary)
-    ws.record_run("split", argv=argv, seed=seed, started=started, options=options | {"name": name},
-                  counts={"before": summary["images_before"], "removed": summary["removed"],
-                          "relabelled": summary["relabelled"], **summary["counts"]})
-    return summary
+    if export:
+        summary["exports"] = export_split(ws, name, export, quiet=quiet)
 
 
 def suggestion_confidence(ws: Workspace, findings: pd.DataFrame | None) -> pd.Series | None:
@@ -230,11 +338,11 @@ def suggestion_confidence(ws: Workspace, findings: pd.DataFrame | None) -> pd.Se
     return pd.Series(out, dtype=float)
 
 
-def _mislabel_step(ws: Workspace, ledger: pd.DataFrame, findings: pd.DataFrame | None, mcfg: dict[str, Any],
-                   clean_test: bool) -> dict[str, int]:
-    if mcfg["confident"] == "keep" and mcfg["other"] == "keep":
+def _mislabel_step(ledger: pd.DataFrame, findings: pd.DataFrame | None, confidence: pd.Series | None,
+                   mcfg: dict[str, Any], clean_test: bool) -> dict[str, int]:
+    if not _relabels(mcfg):
         return {}
-    return policy.apply_mislabel(ledger, findings, suggestion_confidence(ws, findings), confident=mcfg["confident"],
+    return policy.apply_mislabel(ledger, findings, confidence, confident=mcfg["confident"],
                                  other=mcfg["other"], min_probability=float(mcfg["relabel_min_probability"]),
                                  clean_test=clean_test)
 
