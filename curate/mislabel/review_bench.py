@@ -262,7 +262,6 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
 
     from curate.config import load_config
     from curate.mislabel.api import load_oof
-    from curate.mislabel.scoring import suggestion_texts
 
     cfg = load_config("mislabel", overrides)
     probs, index, meta, signals = load_oof(ws)
@@ -286,19 +285,11 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
     variants = scoring_variants(probs, y, signals, cfg, view)
     oof_minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
     ratio = float(cfg["ambiguity_ratio"])
-    table = []
     sources = {"HOG/LBP linear view alone": view,
                "CNN + HOG/LBP linear view (0.3) + class balance": None if view is None else 0.7 * probs + 0.3 * view,
                "final fold models only (no snapshots) + class balance": signals.get("probs_final")}
-    for name, scores in variants.items():
-        texts = suggestion_texts(scores.probs, y, scores.suggested, classes, ratio)
-        source = sources.get(name)
-        source = probs if source is None else source
-        row = {"variant": name, "oof_accuracy": float((source.argmax(1) == y).mean()),
-               "flagged": int(scores.flagged.sum()),
-               "minutes": oof_minutes + (view_seconds / 60 if "HOG" in name else 0.0)}
-        row.update(ranking_figures(scores.score, scores.flagged, texts, positions, truth))
-        table.append(row)
+    table = variant_table(variants, sources, probs, y, classes, ratio, positions, truth,
+                          minutes=oof_minutes, view_minutes=view_seconds / 60)
     for other_ws in baselines or []:
         table.append(baseline_row(other_ws, cfg, truth, review, classes))
     default = variants[next(n for n in variants if n.endswith("(default)"))]
@@ -306,12 +297,7 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
               "errors": int(truth["error"].sum()), "verdicts": review["verdict"].value_counts().to_dict(),
               "oof_accuracy": float(meta.get("accuracy", float("nan"))), "oof_minutes": oof_minutes,
               "variants": table,
-              "rescore": {name: simulate_rescore(default, y, positions, truth, len(classes), strength,
-                                                 groups=signals.get("groups") if dup else None)
-                          for name, strength, dup in (("class pairs (rescore_strength 5)", 5.0, False),
-                                                      ("class pairs (rescore_strength 50)", 50.0, False),
-                                                      ("class pairs 5 + duplicates", 5.0, True),
-                                                      ("duplicates only (default, rescore_strength 0)", 0.0, True))},
+              "rescore": rescore_table(default, y, positions, truth, len(classes), signals.get("groups")),
               "ambiguity": ambiguity_table(default, y, positions, truth, classes),
               "relabel": relabel_table(default, y, positions, truth, ratio, classes),
               "per_part": part_table(truth, review)}
@@ -320,6 +306,39 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
 
         write_review_section(Path(report), result)
     return result
+
+
+def variant_table(variants: dict[str, Any], sources: dict[str, np.ndarray | None], probs: np.ndarray,
+                  y: np.ndarray, classes: list[str], ratio: float, positions: np.ndarray, truth: pd.DataFrame, *,
+                  minutes: float, view_minutes: float) -> list[dict[str, Any]]:
+    """One row per scoring variant: the accuracy of its probabilities (``sources``, else ``probs``), its
+    flag count, its minutes (the OOF run's, plus the HOG/LBP view's for variants using it) and its
+    :func:`ranking_figures` against the review."""
+    from curate.mislabel.scoring import suggestion_texts
+
+    table = []
+    for name, scores in variants.items():
+        texts = suggestion_texts(scores.probs, y, scores.suggested, classes, ratio)
+        source = sources.get(name)
+        source = probs if source is None else source
+        row = {"variant": name, "oof_accuracy": float((source.argmax(1) == y).mean()),
+               "flagged": int(scores.flagged.sum()),
+               "minutes": minutes + (view_minutes if "HOG" in name else 0.0)}
+        row.update(ranking_figures(scores.score, scores.flagged, texts, positions, truth))
+        table.append(row)
+    return table
+
+
+def rescore_table(default: Any, y: np.ndarray, positions: np.ndarray, truth: pd.DataFrame, n_classes: int,
+                  groups: np.ndarray | None) -> dict[str, dict[str, Any]]:
+    """:func:`simulate_rescore` for the class-pair strengths 5 and 50, with and without the duplicate
+    groups, and for duplicates only (the default)."""
+    return {name: simulate_rescore(default, y, positions, truth, n_classes, strength,
+                                   groups=groups if dup else None)
+            for name, strength, dup in (("class pairs (rescore_strength 5)", 5.0, False),
+                                        ("class pairs (rescore_strength 50)", 50.0, False),
+                                        ("class pairs 5 + duplicates", 5.0, True),
+                                        ("duplicates only (default, rescore_strength 0)", 0.0, True))}
 
 
 def second_view_probs(ws: Any, ids: list[str], y: np.ndarray, folds: np.ndarray, n_classes: int) -> np.ndarray:
