@@ -149,72 +149,113 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
         Recorded as the run's command line in workspace.json (``["pipeline", "train-eval"]`` from a
         pipeline); None = this process's. Default None.
     """
-    from curate.split.api import split_classes
-    from curate.split.store import read_split
-    from curate.train import plots
-    from curate.train.trainer import ResumeMismatch, fit, resolve_device, save_model
-
     started = utc_now()
     t0 = time.perf_counter()
     ws = Workspace.open(ws.root)
     rec = _run_recipe(recipe, model, overrides)
-    name = name or f"{split}-{rec['name']}" + (f"-{model}" if model else "")
-    if not name or "/" in name or name.startswith("."):
-        raise CurateError(f"bad run name {name!r}", exit_code=2)
-    frame = read_split(ws, split)
-    classes = split_classes(ws, split, frame)
-    index = {c: i for i, c in enumerate(classes)}
-    pixels, input_desc = input_store(ws, rec)
-    if not quiet:
-        from curate.logs import get_logger
-
-        get_logger(__name__).info(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); "
-                                  f"input: {input_desc}")
-    parts, eval_split = _split_parts(ws, split, frame, pixels, index)
+    name = _run_name(name, split, rec, model)
+    classes, parts, eval_split, input_desc = _run_inputs(ws, split, rec, quiet)
     out = _run_folder(ws, name, rec, resume)
-    train_rows, x_tr, y_tr = parts["train"]
-    _, x_val, y_val = parts["val"]
-    has_val = len(y_val) > 0 and eval_split == "test"
-    try:
-        result = fit(x_tr, y_tr, rec, val_images=x_val if has_val else None, val_labels=y_val if has_val else None,
-                     num_classes=len(classes), seed=seed, device=device, quiet=quiet,
-                     checkpoint_dir=out / "checkpoints", sample_weights=train_rows["weight"].to_numpy(np.float32),
-                     resume=resume)
-    except ResumeMismatch as exc:
-        raise CurateError(str(exc), exit_code=2) from None
+    result, has_val = _fit(parts, eval_split, rec, len(classes), seed=seed, device=device, quiet=quiet,
+                           checkpoint_dir=out / "checkpoints", resume=resume)
     eval_rows, x_ev, y_ev = parts[eval_split]
     probs, metrics, eval_seconds = _evaluate_model(result.model, x_ev, y_ev, classes, rec, device)
-    dev = resolve_device(device)
-    import torch
-
+    n_train, n_val = len(parts["train"][2]), len(parts["val"][2])
     metrics.update({
         "run": name, "split": split, "eval_split": eval_split, "recipe": rec, "model": rec["model"], "seed": seed,
         "images_per_s": result.images_per_s, "seconds": round(time.perf_counter() - t0, 2),
         "train_seconds": result.seconds, "eval_seconds": round(eval_seconds, 2), "tta": bool(rec["tta"]),
         "epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "val_accuracy": max((h.get("val_acc", 0.0) for h in result.history), default=None) if has_val else None,
-        "n_train": int(len(y_tr)), "n_val": int(len(y_val)) if has_val else 0, "n_eval": int(len(y_ev)),
-        "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "threads_from": _threads_source() if dev.type == "cpu" else None,
-        "input": input_desc, "pretrained": result.pretrained,
+        "n_train": int(n_train), "n_val": int(n_val) if has_val else 0, "n_eval": int(len(y_ev)),
+        **_device_fields(device), "input": input_desc, "pretrained": result.pretrained,
         "started": started, "finished": utc_now(),
     })
-    ws.write_json(f"runs/{name}/metrics.json", metrics)
-    ws.write_json(f"runs/{name}/history.json", result.history)
-    ws.write_parquet(f"runs/{name}/predictions.parquet", _predictions(eval_rows, eval_split, probs, classes))
-    save_model(result.model, out, extra={"classes": classes, "recipe": rec["name"], "split": split,
-                                         "input": input_desc})
-    plots.plot_confusion(np.array(metrics["confusion"]), classes, out / "confusion.png",
-                         title=f"{name}: {eval_split} accuracy {metrics['accuracy']:.1%}")
-    plots.plot_curves(result.history, out / "curves.png", title=name)
+    _write_run(ws, name, out, result, metrics, _predictions(eval_rows, eval_split, probs, classes),
+               extra={"classes": classes, "recipe": rec["name"], "split": split, "input": input_desc})
     ws.record_run("train-eval", argv=argv, seed=seed, started=started,
                   options={"split": split, "recipe": rec["name"], "model": rec["model"], "name": name,
                            "resume": resume},
-                  counts={"train": int(len(y_tr)), "eval": int(len(y_ev)), "epochs": len(result.history),
+                  counts={"train": int(n_train), "eval": int(len(y_ev)), "epochs": len(result.history),
                           "accuracy": round(metrics["accuracy"], 4)})
     return {k: metrics[k] for k in ("run", "split", "eval_split", "model", "seed", "accuracy", "macro_f1",
                                     "images_per_s", "seconds", "epochs_run", "best_epoch", "n_train", "n_eval")} | {
         "recipe": rec["name"], "path": str(out)}
+
+
+def _run_name(name: str | None, split: str, rec: dict[str, Any], model: str | None) -> str:
+    """The run's folder name (default ``<split>-<recipe>[-<model>]``); CurateError for a name that is no
+    plain folder name."""
+    name = name or f"{split}-{rec['name']}" + (f"-{model}" if model else "")
+    if not name or "/" in name or name.startswith("."):
+        raise CurateError(f"bad run name {name!r}", exit_code=2)
+    return name
+
+
+def _run_inputs(ws: Workspace, split: str, rec: dict[str, Any], quiet: bool
+                ) -> tuple[list[str], dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]], str, str]:
+    """The split's class list, its parts (:func:`_split_parts`), the part evaluated on, and the line
+    saying which images the recipe trains on (:func:`input_store`; logged unless ``quiet``)."""
+    from curate.split.api import split_classes
+    from curate.split.store import read_split
+
+    frame = read_split(ws, split)
+    classes = split_classes(ws, split, frame)
+    pixels, input_desc = input_store(ws, rec)
+    if not quiet:
+        from curate.logs import get_logger
+
+        get_logger(__name__).info(f"train-eval {split}: {len(classes)} classes ({', '.join(classes)}); "
+                                  f"input: {input_desc}")
+    parts, eval_split = _split_parts(ws, split, frame, pixels, {c: i for i, c in enumerate(classes)})
+    return classes, parts, eval_split, input_desc
+
+
+def _fit(parts: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]], eval_split: str, rec: dict[str, Any],
+         n_classes: int, *, seed: int, device: str, quiet: bool, checkpoint_dir: Path,
+         resume: bool) -> tuple[Any, bool]:
+    """Train on the train part (weighted by its ``weight`` column), the val part picking the best epoch
+    when the test part is the one evaluated on; the fit's result and whether val was used. A checkpoint
+    that does not match the run (``resume``) is a CurateError (exit 2)."""
+    from curate.train.trainer import ResumeMismatch, fit
+
+    train_rows, x_tr, y_tr = parts["train"]
+    _, x_val, y_val = parts["val"]
+    has_val = len(y_val) > 0 and eval_split == "test"
+    try:
+        result = fit(x_tr, y_tr, rec, val_images=x_val if has_val else None, val_labels=y_val if has_val else None,
+                     num_classes=n_classes, seed=seed, device=device, quiet=quiet, checkpoint_dir=checkpoint_dir,
+                     sample_weights=train_rows["weight"].to_numpy(np.float32), resume=resume)
+    except ResumeMismatch as exc:
+        raise CurateError(str(exc), exit_code=2) from None
+    return result, has_val
+
+
+def _device_fields(device: str) -> dict[str, Any]:
+    """metrics.json's ``device``, ``threads`` and ``threads_from`` (the thread fields on a CPU only)."""
+    import torch
+
+    from curate.train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    return {"device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+            "threads_from": _threads_source() if dev.type == "cpu" else None}
+
+
+def _write_run(ws: Workspace, name: str, out: Path, result: Any, metrics: dict[str, Any], predictions: pd.DataFrame,
+               extra: dict[str, Any]) -> None:
+    """runs/<name>/: metrics.json, history.json, predictions.parquet, model.pt + model.json (with ``extra``),
+    confusion.png and curves.png."""
+    from curate.train import plots
+    from curate.train.trainer import save_model
+
+    ws.write_json(f"runs/{name}/metrics.json", metrics)
+    ws.write_json(f"runs/{name}/history.json", result.history)
+    ws.write_parquet(f"runs/{name}/predictions.parquet", predictions)
+    save_model(result.model, out, extra=extra)
+    plots.plot_confusion(np.array(metrics["confusion"]), extra["classes"], out / "confusion.png",
+                         title=f"{name}: {metrics['eval_split']} accuracy {metrics['accuracy']:.1%}")
+    plots.plot_curves(result.history, out / "curves.png", title=name)
 
 
 def train_eval_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:
@@ -238,12 +279,30 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
                  review: Path | None = None) -> dict[str, Any]:
     """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed.
 
-    ``report``: also write the Markdown comparison there (:mod:`curate.train.compare_report`).
-    ``review``: a by-eye label review CSV (``image_id, label, verdict, shows``, e.g.
-    reports/review/fer2013-labels-reviewed.csv); each row then also gets ``reviewed``: the
-    accuracy against the reviewer's labels on the test images drawn at random for the review
-    (``parts`` containing ``test``; every reviewed row when there is no ``parts`` column), and
-    ``reviewed_all`` on every reviewed test image (:func:`curate.train.metrics.reviewed_accuracy`).
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace holding finished runs (runs/<name>/metrics.json, from :func:`train_eval`).
+    names : iterable of str, optional
+        Runs to compare, in this order; a name without a finished run is a CurateError. None (or empty)
+        = every finished run, oldest first. Default None.
+    report : str or Path, optional
+        Also write the Markdown comparison there (:mod:`curate.train.compare_report`); its path is
+        returned as ``report``. None = no report. Default None.
+    review : str or Path, optional
+        A by-eye label review CSV (``image_id, label, verdict, shows`` and optionally ``parts``, e.g.
+        reports/review/fer2013-labels-reviewed.csv). Each run with predictions.parquet then also gets
+        (:func:`curate.train.metrics.reviewed_accuracy`) ``reviewed``: the accuracy against the
+        reviewer's labels on the test images drawn at random for the review (``parts`` containing
+        ``test``; every reviewed row when there is no ``parts`` column); ``reviewed_leak_free``: the same
+        without the images of a cross-split duplicate cluster (duplicates.parquet ``cross_split``); and
+        ``reviewed_all``: on every reviewed image. None = no review figures. Default None.
+
+    Returns
+    -------
+    dict
+        ``workspace``, ``runs`` (the rows), and ``review`` and ``report`` (their paths) when given
+        (printed by :func:`render_compare`).
     """
     rows = []
     for m in load_runs(ws, names):
