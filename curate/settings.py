@@ -4,8 +4,12 @@
 :func:`curate.config.load_config` (unknown keys refused there), then builds the
 section's frozen dataclass, validating every value with a message that names its
 key (``dedupe.embedder: expected one of pixel, clip, cnn, none; got 'pixl'``).
-Settings still answer ``cfg["key"]`` so callers can move over one at a time.
-Sections without a schema here (mislabel, audit, split, ingest) stay on the dict path.
+The settings object is the one source of the section's values: callers read its
+attributes (``cfg.hash.radius``), already of the right type, and repeat no default.
+Settings still answer ``cfg["key"]`` for code that reads them as a mapping.
+
+Typed: dedupe, report, mislabel, ingest. The audit and split sections stay on the
+dict path (:func:`curate.config.load_config`) for now.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
 
 from curate.config import load_config
 from curate.errors import ConfigError
@@ -46,12 +50,24 @@ class Settings:
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
             out[name] = value
         return out
 
     @classmethod
     def _field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """Marks a number field (``Annotated[int, AtLeast(0)]``) that must be >= ``minimum``."""
+
+    minimum: float
+
+
+_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
 def _choices(tp: Any) -> str:
@@ -61,6 +77,21 @@ def _choices(tp: Any) -> str:
 def _convert(value: Any, tp: Any, path: str) -> Any:
     """``value`` checked against (and normalised to) the annotation ``tp``."""
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Annotated:
+        base, *marks = typing.get_args(tp)
+        value = _convert(value, base, path)
+        for mark in marks:
+            if isinstance(mark, AtLeast) and value < mark.minimum:
+                raise ConfigError(f"{path}: expected a number >= {mark.minimum:g}; got {value!r}")
+        return value
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping; got {value!r}")
+        return types.MappingProxyType({_key(k, key_tp, path): _convert(v, value_tp, f"{path}.{k}")
+                                       for k, v in value.items()})
     if origin is Literal:
         if value not in typing.get_args(tp) or isinstance(value, bool):
             raise ConfigError(f"{path}: expected one of {_choices(tp)}; got {value!r}")
@@ -77,7 +108,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, a, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"{path}: unexpected value {value!r}")
+        raise ConfigError(f"{path}: expected {' or '.join(_KINDS.get(a, str(a)) for a in inner)}; got {value!r}")
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
         if not isinstance(value, (list, tuple)):
@@ -106,9 +137,16 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise TypeError(f"{path}: unsupported annotation {tp!r}")
 
 
+def _key(key: Any, tp: Any, path: str) -> Any:
+    """A mapping key; YAML reads ``3: happy`` with an integer key, so ``str`` keys take numbers as text."""
+    if tp is str and isinstance(key, (int, float)) and not isinstance(key, bool):
+        return str(key)
+    return _convert(key, tp, f"{path} key")
+
+
 def build(cls: type[Settings], data: Mapping[str, Any], path: str) -> Settings:
     """``cls`` from a mapping: every field required, unknown keys refused, values validated."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = cls._field_names()
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -123,6 +161,8 @@ def build(cls: type[Settings], data: Mapping[str, Any], path: str) -> Settings:
 
 @dataclasses.dataclass(frozen=True)
 class HashSettings(Settings):
+    """Perceptual hashes and their Hamming-radius search."""
+
     methods: tuple[Literal["phash", "dhash", "whash"], ...]
     radius: int
     mirror: bool
@@ -131,6 +171,8 @@ class HashSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class KnnSettings(Settings):
+    """Nearest-neighbour candidates of the embedder."""
+
     k: int
     min_similarity: float
     exact_below: int
@@ -140,6 +182,8 @@ class KnnSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class PixelSettings(Settings):
+    """The pixel embedder and the registration check of its candidate pairs."""
+
     grid: int
     blur: float
     hog_weight: float
@@ -152,6 +196,8 @@ class PixelSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class ClipSettings(Settings):
+    """The open_clip embedder."""
+
     model: str
     pretrained: Optional[str]
     device: str
@@ -161,6 +207,8 @@ class ClipSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class CnnSettings(Settings):
+    """The embedder from a ``curate train`` checkpoint."""
+
     checkpoint: Optional[str]
     device: str
     max_distance: float
@@ -168,16 +216,20 @@ class CnnSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class DedupePolicySettings(Settings):
+    """Proposed actions per cluster type (see :mod:`curate.dedupe.clusters`)."""
+
     inter_class: Literal["exclude_all", "ignore", "as_duplicates"]
     cross_split: Literal["keep_eval", "ignore", "as_duplicates"]
     intra_class: Literal["keep_one", "ignore"]
     eval_splits: tuple[str, ...]
     prefer_splits: tuple[str, ...]
-    max_cluster_size: int
+    max_cluster_size: Annotated[int, AtLeast(0)]
 
 
 @dataclasses.dataclass(frozen=True)
 class DedupeSettings(Settings):
+    """``curate dedupe`` and its benchmark."""
+
     exact: bool
     hash: HashSettings
     embedder: Literal["pixel", "clip", "cnn", "none"]
@@ -192,21 +244,102 @@ class DedupeSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class ReportSettings(Settings):
+    """``curate report`` (report/index.html)."""
+
     top_n: int
     max_clusters: int
     thumb_size: int
     photo_size: int
 
 
-SECTIONS: dict[str, type[Settings]] = {"dedupe": DedupeSettings, "report": ReportSettings}
+# ---------------------------------------------------------------- mislabel (configs/mislabel.yaml)
+
+@dataclasses.dataclass(frozen=True)
+class MislabelKnnSettings(Settings):
+    """Neighbours in the fold model's embedding space."""
+
+    k: Annotated[int, AtLeast(1)]
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicsSettings(Settings):
+    """``mode: dynamics`` (one training run, area under the margin)."""
+
+    aum_threshold: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MislabelSettings(Settings):
+    """``curate mislabel`` and the audit's ``mislabel`` check."""
+
+    mode: Literal["oof", "dynamics"]
+    folds: Annotated[int, AtLeast(2)]
+    recipe: str
+    recipe_overrides: dict[str, Any]
+    device: str
+    tta: bool
+    min_skill_p: float
+    min_skill: float
+    variant: Literal["combined", "knn", "margin", "self_confidence", "aum", "cl"]
+    knn: MislabelKnnSettings
+    aum_weight: float
+    class_prior_power: float
+    ambiguity_ratio: float
+    rescore_strength: float
+    dynamics: DynamicsSettings
+
+
+# ---------------------------------------------------------------- ingest (configs/ingest.yaml)
+
+@dataclasses.dataclass(frozen=True)
+class FacesSettings(Settings):
+    """The face stage of photo sources (detect, align, crop)."""
+
+    max_side: Annotated[int, AtLeast(1)]
+    upsample: Annotated[int, AtLeast(0)]
+    max_enlarge: float
+    rotations: tuple[float, ...]
+    fallback: Literal["none", "mmod"]
+    min_score: float
+    rgb_size: Annotated[int, AtLeast(1)]
+    model_dir: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings(Settings):
+    """``curate ingest`` (and ``curate faces``, which re-runs its face stage)."""
+
+    image_size: Annotated[int, AtLeast(1)]
+    max_pixels: Annotated[int, AtLeast(1)]
+    workers: Annotated[int, AtLeast(1)]
+    usage_from_filename: bool
+    images: Literal["auto", "crops", "photos"]
+    faces: FacesSettings
+    label_map: dict[str, Union[str, int]]
+
+
+SECTIONS: dict[str, type[Settings]] = {"dedupe": DedupeSettings, "report": ReportSettings,
+                                       "mislabel": MislabelSettings, "ingest": IngestSettings}
+
+
+def _schema(section: str) -> type[Settings]:
+    try:
+        return SECTIONS[section]
+    except KeyError:
+        raise ConfigError(f"no typed settings for section {section!r}; "
+                          f"typed: {', '.join(sorted(SECTIONS))}") from None
 
 
 def load_settings(section: str, overrides: dict[str, Any] | Iterable[str] | None = None,
                   config_file: str | Path | None = None) -> Settings:
     """The merged section (see :func:`curate.config.load_config`) as its frozen dataclass."""
-    try:
-        cls = SECTIONS[section]
-    except KeyError:
-        raise ConfigError(f"no typed settings for section {section!r}; "
-                          f"typed: {', '.join(sorted(SECTIONS))}") from None
+    cls = _schema(section)
     return build(cls, load_config(section, overrides, config_file), section)
+
+
+def as_settings(section: str, cfg: Settings | Mapping[str, Any]) -> Settings:
+    """``cfg`` as the section's dataclass: settings pass through, a whole mapping (such as
+    ``load_config`` returns) is validated like a loaded section."""
+    cls = _schema(section)
+    return cfg if isinstance(cfg, cls) else build(cls, cfg, section)

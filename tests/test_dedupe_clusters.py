@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from curate.dedupe.clusters import assign_clusters, connected_components, summarize
+from curate.errors import ConfigError
+from curate.settings import load_settings
 
 
 class UnionFind:
@@ -56,7 +58,8 @@ def _run(edges, labels, splits, quality=None, digests=None, **policy):
     return assign_clusters(n, pd.DataFrame({"a": [e[0] for e in edges], "b": [e[1] for e in edges]}),
                            labels=pd.Series(labels, dtype="string"), splits=pd.Series(splits, dtype="string"),
                            digests=pd.Series(digests or [f"d{i}" for i in range(n)], dtype="string"),
-                           quality=np.asarray(quality if quality is not None else np.zeros(n)), policy=policy)
+                           quality=np.asarray(quality if quality is not None else np.zeros(n)),
+                           policy=load_settings("dedupe", {"policy": policy}).policy)
 
 
 def test_types_and_default_actions():
@@ -103,8 +106,10 @@ def test_policy_overrides():
     assert sorted(out["proposed_action"]) == ["drop_duplicate", "keep"]
     out = _run([(0, 1)], ["sad", "sad"], ["train", "test"], cross_split="ignore")
     assert out["proposed_action"].eq("keep").all()
-    with pytest.raises(ValueError, match="policy.intra_class"):
+    with pytest.raises(ConfigError, match="dedupe.policy.intra_class: expected one of keep_one, ignore; got 'bogus'"):
         _run([(0, 1)], labels, splits, intra_class="bogus")
+    with pytest.raises(ConfigError, match="dedupe.policy.max_cluster_size: expected a number >= 0; got -1"):
+        _run([(0, 1)], labels, splits, max_cluster_size=-1)
 
 
 def test_missing_labels_do_not_make_conflicts():
@@ -133,6 +138,6 @@ def test_look_alike_chains_are_cut_but_exact_groups_never_split():
     labels = pd.Series(["happy"] * 30 + ["sad"] * 30)
     out = assign_clusters(60, edges, labels=labels, splits=pd.Series(["train"] * 60),
                           digests=pd.Series([f"d{i}" for i in range(40)] + ["same"] * 20),
-                          quality=np.zeros(60), policy={"max_cluster_size": 16})
+                          quality=np.zeros(60), policy=load_settings("dedupe", ["policy.max_cluster_size=16"]).policy)
     assert out.groupby("cluster_id").size().min() >= 2 and out["cluster_id"].nunique() >= 4
     assert (out.loc[out["pos"] >= 40, "kind"] == "exact").all()

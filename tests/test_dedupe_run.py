@@ -79,14 +79,14 @@ def test_every_exact_duplicate_found_and_classified(deduped):
 
 def test_mirrored_and_reencoded_copies_are_found(sample_ws):
     from curate.dedupe.api import find_edges
-    from curate.config import load_config
     from curate.dedupe.transforms import jpeg, rotate
+    from curate.settings import load_settings
 
     images = np.ascontiguousarray(sample_ws.pixels())[:300]
     rng = np.random.default_rng(0)
     extra = np.stack([images[5][:, ::-1], jpeg(images[7], rng), rotate(images[9], rng)])
     allimg = np.concatenate([images, extra])
-    edges = find_edges(allimg, None, load_config("dedupe"))
+    edges = find_edges(allimg, None, load_settings("dedupe"))
     linked = set(zip(edges["a"], edges["b"]))
     assert (5, 300) in linked and (7, 301) in linked and (9, 302) in linked
     methods = set(edges.loc[edges["b"] == 300, "method"])
@@ -121,9 +121,11 @@ def test_pipeline_step(sample_ws, tmp_path):
 
 def test_pixel_embedder_is_robust_to_photometric_changes(sample_ws):
     from curate.dedupe.embed import PixelEmbedder
+    from curate.settings import load_settings
 
     images = np.ascontiguousarray(sample_ws.pixels())[:200]
-    emb = PixelEmbedder(hog_weight=0.5)
+    pc = load_settings("dedupe").pixel
+    emb = PixelEmbedder(grid=pc.grid, blur=pc.blur, hog_weight=0.5)
     a = emb.embed(images)
     b = emb.embed(np.clip(images.astype(np.float32) * 0.8 + 20, 0, 255).astype(np.uint8))
     flat = images.reshape(200, -1).std(axis=1) == 0           # blank images embed to zero (never matched)
@@ -154,10 +156,10 @@ def test_clip_embedder_tiny_config_and_local_checkpoint(sample_ws, tmp_path):
     images = np.ascontiguousarray(sample_ws.pixels())[:40]
     x = emb.embed(images)
     assert x.shape == (40, 32) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
-    again = ClipEmbedder("curate-tiny-clip", pretrained=str(ckpt), device="cpu").embed(images)
+    again = ClipEmbedder("curate-tiny-clip", pretrained=str(ckpt), device="cpu", batch_size=64).embed(images)
     assert np.allclose(x, again, atol=1e-5)          # the checkpoint, not a fresh random init, was loaded
     with pytest.raises(ConfigError, match="missing.pt: file not found"):
-        ClipEmbedder("curate-tiny-clip", pretrained=str(tmp_path / "missing.pt"))
+        ClipEmbedder("curate-tiny-clip", pretrained=str(tmp_path / "missing.pt"), device="cpu", batch_size=64)
     summary = dedupe(sample_ws, embedder="clip", quiet=True,
                      overrides={"clip": {"model": "curate-tiny-clip", "pretrained": str(ckpt), "device": "cpu",
                                          "max_distance": 0.0001}})
@@ -168,6 +170,7 @@ def test_cnn_embedder_from_trainer_checkpoint(sample_ws, tmp_path):
     import torch
 
     from curate.dedupe.embed import CnnEmbedder, make_embedder
+    from curate.settings import load_settings
     from curate.train.models import build_model
     from curate.train.trainer import save_model
 
@@ -178,9 +181,9 @@ def test_cnn_embedder_from_trainer_checkpoint(sample_ws, tmp_path):
     x = CnnEmbedder(tmp_path / "cnn", device="cpu").embed(images)
     assert x.shape[0] == 32 and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
     with pytest.raises(ValueError, match="cnn.checkpoint"):
-        make_embedder("cnn", {"cnn": {"checkpoint": None}})
+        make_embedder("cnn", load_settings("dedupe", ["cnn.checkpoint=null"]))
     with pytest.raises(ConfigError, match="no model.json"):
-        CnnEmbedder(tmp_path / "nothing")
+        CnnEmbedder(tmp_path / "nothing", device="cpu")
 
 
 def test_dedupe_benchmark_on_the_sample_scores_methods_and_reports_growth(sample_ws, tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.config import load_config
 from curate.dedupe import verify as V
+from curate.settings import load_settings
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +115,9 @@ def reference_similarity(images_a, images_b, coarse_reject=0.8, size=32, coarse_
 
 
 def _defaults() -> dict:
-    pc = load_config("dedupe")["pixel"]
-    return {"coarse_reject": pc["coarse_reject"], "tol": tuple(pc["converge_px"]),
-            "fine_reject": tuple(pc["min_aligned_ncc"] - m for m in pc["fine_reject_margin"])}
+    pc = load_settings("dedupe").pixel
+    return {"coarse_reject": pc.coarse_reject, "tol": pc.converge_px,
+            "fine_reject": tuple(pc.min_aligned_ncc - m for m in pc.fine_reject_margin)}
 
 
 # -- tests ---------------------------------------------------------------------------------------------------
@@ -162,10 +162,11 @@ def test_early_stops_keep_every_decision(pairs):
     a, b, is_copy = pairs
     full = V.aligned_similarity(a, b, coarse_reject=0.8)
     fast = V.aligned_similarity(a, b, **_defaults())
-    assert np.array_equal(fast >= 0.95, full >= 0.95)
-    accepted = full >= 0.95
+    accept = load_settings("dedupe").pixel.min_aligned_ncc
+    assert np.array_equal(fast >= accept, full >= accept)
+    accepted = full >= accept
     assert np.abs(fast - full)[accepted].max() < 0.01  # accepted pairs run to convergence
-    assert (fast[~accepted] < 0.95).all()
+    assert (fast[~accepted] < accept).all()
     assert accepted[is_copy].mean() > 0.8 and not accepted[~is_copy].any()
 
 
@@ -185,7 +186,7 @@ def test_already_linked_pairs_are_not_reverified_but_still_clustered(real_images
     images = np.concatenate([base, exact, hashed, rotated, rotated_twin])
     digests = pd.Series([f"d{i}" for i in range(len(base))] + ["d3", "d3", "d10", "d20"]
                         + [f"h{i}" for i in range(2)] + ["r0", "r1", "r0"])
-    cfg = load_config("dedupe")
+    cfg = load_settings("dedupe")
 
     calls = []
     original = V.verify_pairs
@@ -225,7 +226,7 @@ def test_already_linked_pairs_are_not_reverified_but_still_clustered(real_images
     def clusters(e):
         return assign_clusters(len(images), e, labels=pd.Series(np.zeros(len(images), int)),
                                splits=pd.Series(["train"] * len(images)), digests=digests,
-                               quality=np.zeros(len(images), np.float32))
+                               quality=np.zeros(len(images), np.float32), policy=cfg.policy)
 
     ours = clusters(edges).set_index("pos")["cluster_id"]
     full = clusters(pd.concat([edges[~edges["method"].str.startswith("pixel")], every])).set_index("pos")["cluster_id"]

@@ -5,7 +5,8 @@ import pytest
 
 from curate.config import load_config
 from curate.errors import ConfigError
-from curate.settings import DedupeSettings, ReportSettings, load_settings
+from curate.settings import (DedupeSettings, FacesSettings, IngestSettings, MislabelSettings, ReportSettings,
+                             as_settings, load_settings)
 
 
 def test_dedupe_defaults_read_into_frozen_dataclasses():
@@ -53,5 +54,112 @@ def test_unknown_keys_still_refused():
 
 
 def test_section_without_schema_is_refused():
-    with pytest.raises(ConfigError, match="no typed settings for section 'mislabel'"):
-        load_settings("mislabel")
+    with pytest.raises(ConfigError, match="no typed settings for section 'audit'"):
+        load_settings("audit")
+
+
+# -- every typed section: defaults equal the YAML, overrides applied, unknown keys and bad values refused
+
+
+@pytest.mark.parametrize("section", ["dedupe", "report", "mislabel", "ingest"])
+def test_defaults_equal_the_yaml(section):
+    s = load_settings(section)
+    assert s.to_dict() == load_config(section)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(s, s.keys()[0], None)
+
+
+def test_report_overrides_and_refusals():
+    s = load_settings("report", {"top_n": 3, "thumb_size": 64})
+    assert (s.top_n, s.thumb_size, s.max_clusters) == (3, 64, load_config("report")["max_clusters"])
+    with pytest.raises(ConfigError, match=r"report\.top_n: expected an integer; got 'many'"):
+        load_settings("report", ["top_n=many"])
+    with pytest.raises(ConfigError, match=r"unknown option report\.topn"):
+        load_settings("report", ["topn=3"])
+
+
+def test_mislabel_settings():
+    s = load_settings("mislabel")
+    assert isinstance(s, MislabelSettings)
+    assert (s.mode, s.folds, s.variant, s.knn.k, s.tta) == ("oof", 5, "combined", 10, True)
+    assert isinstance(s.class_prior_power, float) and s.dynamics.aum_threshold == 0.0
+    assert dict(s.recipe_overrides) == {}
+    with pytest.raises(TypeError):
+        s.recipe_overrides["epochs"] = 3  # read-only mapping
+    s = load_settings("mislabel", ["folds=3", "knn.weight=1", "recipe_overrides={epochs: 2}", "mode=dynamics"])
+    assert s.folds == 3 and s.knn.weight == 1.0 and isinstance(s.knn.weight, float)
+    assert dict(s.recipe_overrides) == {"epochs": 2} and s.mode == "dynamics"
+    assert s.to_dict()["recipe_overrides"] == {"epochs": 2}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("mode=kfold", r"mislabel\.mode: expected one of oof, dynamics; got 'kfold'"),
+    ("folds=1", r"mislabel\.folds: expected a number >= 2; got 1"),
+    ("folds=2.5", r"mislabel\.folds: expected an integer; got 2\.5"),
+    ("variant=best", r"mislabel\.variant: expected one of combined, knn, margin, self_confidence, aum, cl"),
+    ("knn.weight=[1]", r"mislabel\.knn\.weight: expected a number; got \[1\]"),
+    ("tta=1", r"mislabel\.tta: expected true or false; got 1"),
+    ("recipe_overrides=3", r"mislabel\.recipe_overrides: expected a mapping; got 3"),
+    ("dynamics.aum_threshold=low", r"mislabel\.dynamics\.aum_threshold: expected a number; got 'low'"),
+])
+def test_mislabel_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings("mislabel", [override])
+
+
+def test_mislabel_unknown_keys_refused():
+    with pytest.raises(ConfigError, match=r"unknown option mislabel\.knn\.kk"):
+        load_settings("mislabel", ["knn.kk=3"])
+    with pytest.raises(ConfigError, match=r"unknown option mislabel\.fold"):
+        load_settings("mislabel", ["fold=3"])
+
+
+def test_as_settings_validates_a_plain_mapping():
+    cfg = load_config("mislabel")
+    assert as_settings("mislabel", cfg) == load_settings("mislabel")
+    s = load_settings("mislabel")
+    assert as_settings("mislabel", s) is s
+    with pytest.raises(ConfigError, match=r"mislabel\.aum_weight: expected a number"):
+        as_settings("mislabel", {**cfg, "aum_weight": "half"})
+    with pytest.raises(ConfigError, match=r"mislabel\.knn: missing"):
+        as_settings("mislabel", {k: v for k, v in cfg.items() if k != "knn"})
+
+
+def test_ingest_settings():
+    s = load_settings("ingest")
+    assert isinstance(s, IngestSettings) and isinstance(s.faces, FacesSettings)
+    assert (s.image_size, s.workers, s.images, s.usage_from_filename) == (48, 4, "auto", True)
+    assert s.faces.rotations == (25.0, -25.0) and s.faces.model_dir is None and dict(s.label_map) == {}
+    s = load_settings("ingest", ["faces.upsample=2", "faces.max_enlarge=3", "images=photos",
+                                 "label_map={glad: happy, 3: sad, gloomy: 4}"])
+    assert s.faces.upsample == 2 and s.faces.max_enlarge == 3.0 and isinstance(s.faces.max_enlarge, float)
+    assert s.images == "photos"
+    assert dict(s.label_map) == {"glad": "happy", "3": "sad", "gloomy": 4}  # YAML's integer keys read as text
+
+
+@pytest.mark.parametrize("override, message", [
+    ("images=pictures", r"ingest\.images: expected one of auto, crops, photos; got 'pictures'"),
+    ("workers=0", r"ingest\.workers: expected a number >= 1; got 0"),
+    ("max_pixels=1e6", r"ingest\.max_pixels: expected an integer; got '1e6'"),
+    ("faces.fallback=cnn", r"ingest\.faces\.fallback: expected one of none, mmod; got 'cnn'"),
+    ("faces.rotations=25", r"ingest\.faces\.rotations: expected a list; got 25"),
+    ("faces.rotations=[25, left]", r"ingest\.faces\.rotations\[1\]: expected a number; got 'left'"),
+    ("faces.model_dir=3", r"ingest\.faces\.model_dir: expected a string; got 3"),
+    ("label_map=[happy]", r"ingest\.label_map: expected a mapping; got \['happy'\]"),
+    ("label_map={glad: [happy]}", r"ingest\.label_map\.glad: expected a string or an integer; got \['happy'\]"),
+])
+def test_ingest_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings("ingest", [override])
+
+
+def test_ingest_unknown_keys_refused_also_from_a_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown option ingest\.faces\.upsampel"):
+        load_settings("ingest", ["faces.upsampel=2"])
+    extra = tmp_path / "ingest.yaml"
+    extra.write_text("workers: 2\nfaces: {rgb_size: 64}\n")
+    s = load_settings("ingest", ["workers=3"], extra)
+    assert s.workers == 3 and s.faces.rgb_size == 64      # the file, then the overrides
+    extra.write_text("imags: photos\n")
+    with pytest.raises(ConfigError, match=r"ingest\.yaml: unknown option ingest\.imags"):
+        load_settings("ingest", None, extra)

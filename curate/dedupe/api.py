@@ -6,6 +6,7 @@ benchmark also calls.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.errors import ConfigError, CurateError
 from curate.progress import progress
+from curate.settings import DedupeSettings, PixelSettings, load_settings
 
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "distance")
 DUPLICATE_COLUMNS = ("image_id", "cluster_id", "kind", "cluster_type", "is_representative", "proposed_action",
@@ -43,7 +44,7 @@ def _edge_frame(a, b, dist, method: str) -> pd.DataFrame:
                          "distance": np.asarray(dist, np.float64)})
 
 
-def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, float] | None = None,
+def hash_edges(images: np.ndarray, cfg: DedupeSettings, *, timings: dict[str, float] | None = None,
                quiet: bool = True, quality_out: np.ndarray | None = None) -> pd.DataFrame:
     """Pairs within the Hamming radius for each configured hash (mirror-aware).
 
@@ -52,17 +53,16 @@ def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, fl
     from curate.dedupe.hashing import hash_images
     from curate.dedupe.search import hamming_pairs
 
-    hc = cfg["hash"]
-    radius, mirror = int(hc["radius"]), bool(hc["mirror"])
+    hc = cfg.hash
     frames = []
-    for method in progress(hc["methods"], desc="hashes", quiet=quiet or len(hc["methods"]) < 2):
+    for method in progress(hc.methods, desc="hashes", quiet=quiet or len(hc.methods) < 2):
         t0 = time.perf_counter()
-        codes, mirrored = hash_images(images, method, mirror=mirror, quality_out=quality_out)
+        codes, mirrored = hash_images(images, method, mirror=hc.mirror, quality_out=quality_out)
         quality_out = None
         t1 = time.perf_counter()
-        frames.append(_edge_frame(*hamming_pairs(codes, radius, method=hc["search"]), method))
-        if mirror:
-            a, b, d = hamming_pairs(codes, radius, queries=mirrored, method=hc["search"])
+        frames.append(_edge_frame(*hamming_pairs(codes, hc.radius, method=hc.search), method))
+        if hc.mirror:
+            a, b, d = hamming_pairs(codes, hc.radius, queries=mirrored, method=hc.search)
             frames.append(_edge_frame(a, b, d, f"{method}_mirror"))
         if timings is not None:
             timings[f"{method}_hash_s"] = round(t1 - t0, 3)
@@ -70,7 +70,7 @@ def hash_edges(images: np.ndarray, cfg: dict[str, Any], *, timings: dict[str, fl
     return pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "phash")
 
 
-def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known: pd.DataFrame | None = None,
+def embedding_edges(images: np.ndarray, kind: str, cfg: DedupeSettings, *, known: pd.DataFrame | None = None,
                     groups: np.ndarray | None = None, seed: int = 0, timings: dict[str, float] | None = None,
                     quiet: bool = True) -> pd.DataFrame:
     """kNN edges from an embedder; pixel candidates are verified by registration (mirror-aware).
@@ -84,20 +84,20 @@ def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known
     embedder = make_embedder(kind, cfg)
     if embedder is None or len(images) < 2:
         return _edge_frame([], [], [], kind or "none")
-    kc = cfg["knn"]
+    kc = cfg.knn
     t0 = time.perf_counter()
     vecs = embedder.embed(images)
-    mirrored = embedder.embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1])) if cfg["hash"]["mirror"] else None
+    mirrored = embedder.embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1])) if cfg.hash.mirror else None
     t1 = time.perf_counter()
-    floor = float(kc["min_similarity"]) if kind == "pixel" else 1.0 - float(cfg[kind]["max_distance"])
-    index = cosine_index(vecs, exact_below=int(kc["exact_below"]), kind=kc["index"], nprobe=int(kc["nprobe"]),
+    floor = kc.min_similarity if kind == "pixel" else 1.0 - getattr(cfg, kind).max_distance
+    index = cosine_index(vecs, exact_below=kc.exact_below, kind=kc.index, nprobe=kc.nprobe,
                          seed=seed)  # one index serves the images and their mirrored queries
-    found = [(*knn_pairs(vecs, int(kc["k"]), floor, index=index), False)]
+    found = [(*knn_pairs(vecs, kc.k, floor, index=index), False)]
     if mirrored is not None:
-        found.append((*knn_pairs(vecs, int(kc["k"]), floor, queries=mirrored, index=index), True))
+        found.append((*knn_pairs(vecs, kc.k, floor, queries=mirrored, index=index), True))
     t2 = time.perf_counter()
-    if kind == "pixel" and cfg["pixel"]["verify"]:  # both candidate sets in one registration run
-        found = _verify(images, found, cfg["pixel"], known, groups, quiet)
+    if kind == "pixel" and cfg.pixel.verify:  # both candidate sets in one registration run
+        found = _verify(images, found, cfg.pixel, known, groups, quiet)
     frames = [_edge_frame(a, b, dist, f"{kind}_mirror" if is_mirror else kind) for a, b, dist, is_mirror in found]
     if timings is not None:
         timings.update({f"{kind}_embed_s": round(t1 - t0, 3), f"{kind}_knn_s": round(t2 - t1, 3),
@@ -105,7 +105,7 @@ def embedding_edges(images: np.ndarray, kind: str, cfg: dict[str, Any], *, known
     return pd.concat(frames, ignore_index=True)
 
 
-def _verify(images, found, pc, known, groups, quiet):
+def _verify(images, found, pc: PixelSettings, known, groups, quiet):
     """Keep the candidate pairs whose aligned NCC reaches ``min_aligned_ncc``; distance = 1 - NCC.
 
     ``found``: candidate sets ``(a, b, distance, is_mirror)``; the same sets come back, filtered.
@@ -131,14 +131,13 @@ def _verify(images, found, pc, known, groups, quiet):
         base = int(max(ra.max(), rb.max())) + 1
         key = (ra * base + rb) * 2 + mirror
         _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-        accept = float(pc["min_aligned_ncc"])
-        fine_reject = tuple(accept - float(m) for m in np.atleast_1d(pc.get("fine_reject_margin") or ()))
+        fine_reject = tuple(pc.min_aligned_ncc - m for m in pc.fine_reject_margin)
         with progress(total=len(first), desc="verify pairs", quiet=quiet) as bar:
             scores = verify_pairs(images, ra[first], rb[first], mirror=mirror[first],
-                                  coarse_reject=float(pc["coarse_reject"]), fine_reject=fine_reject,
-                                  tol=tuple(float(x) for x in np.broadcast_to(pc.get("converge_px") or 0.0, 2)),
+                                  coarse_reject=pc.coarse_reject, fine_reject=fine_reject,
+                                  tol=tuple(np.broadcast_to(pc.converge_px or 0.0, 2).tolist()),
                                   progress=bar.update)[inv.ravel()]
-    keep = scores >= float(pc["min_aligned_ncc"])
+    keep = scores >= pc.min_aligned_ncc
     out, s = [], 0
     for sa, sb, is_mirror in sets:
         k, sc = keep[s:s + len(sa)], scores[s:s + len(sa)]
@@ -169,7 +168,7 @@ def prune_candidates(a: np.ndarray, b: np.ndarray, known: pd.DataFrame | None,
     return a, b
 
 
-def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any], *, embedder: str | None = None,
+def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: DedupeSettings, *, embedder: str | None = None,
                seed: int = 0, quiet: bool = True, timings: dict[str, float] | None = None,
                quality_out: np.ndarray | None = None) -> pd.DataFrame:
     """Every duplicate edge (a, b, method, distance) among ``images``; a < b positions.
@@ -180,12 +179,12 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: dict[str, Any
     timings = {} if timings is None else timings
     frames = []
     t0 = time.perf_counter()
-    if cfg["exact"] and digests is not None:
+    if cfg.exact and digests is not None:
         frames.append(exact_edges(digests))
     timings["exact_s"] = round(time.perf_counter() - t0, 3)
-    if cfg["hash"]["methods"]:
+    if cfg.hash.methods:
         frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet, quality_out=quality_out))
-    kind = cfg["embedder"] if embedder is None else embedder
+    kind = cfg.embedder if embedder is None else embedder
     if kind and kind != "none":
         known = pd.concat(frames, ignore_index=True) if frames else None
         groups = None if digests is None else _group_codes(digests)
@@ -245,14 +244,14 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     argv : list of str, optional
         The command line recorded in the workspace's run log; None = this process's. Default None.
     """
-    from curate.dedupe.clusters import assign_clusters, summarize
+    from curate.dedupe.clusters import assign_clusters
     from curate.workspace import utc_now
 
     started = utc_now()
     t_start = time.perf_counter()
-    cfg = load_config("dedupe", overrides, config_file)  # a bad file or override: ConfigError (exit 2)
+    cfg = load_settings("dedupe", overrides, config_file)  # a bad file or override: ConfigError (exit 2)
     if embedder is not None:
-        cfg["embedder"] = embedder
+        cfg = dataclasses.replace(cfg, embedder=embedder)
     manifest = ws.manifest()
     if len(manifest) == 0:
         raise CurateError(f"{ws.root}: the workspace holds no images; run `curate ingest` first")
@@ -270,8 +269,28 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     t0 = time.perf_counter()
     fill_quality(images, edges, quality)
     clusters = assign_clusters(len(manifest), edges, labels=manifest["label"], splits=manifest["split"],
-                               digests=manifest["digest"], quality=quality, policy=cfg["policy"])
-    ids = manifest["image_id"].astype("string").to_numpy()
+                               digests=manifest["digest"], quality=quality, policy=cfg.policy)
+    dup, pairs = _output_frames(manifest["image_id"].astype("string").to_numpy(), clusters, edges)
+    timings["clusters_s"] = round(time.perf_counter() - t0, 3)
+    summary = _summary(cfg, manifest, clusters, dup, pairs)
+    t0 = time.perf_counter()
+    with ws.lock():
+        ws.write_parquet("duplicates.parquet", dup)
+        ws.write_parquet("duplicate_pairs.parquet", pairs)
+        timings["write_s"] = round(time.perf_counter() - t0, 3)
+        timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        summary["timings"] = timings
+        summary["outputs"] = ["duplicates.parquet", "duplicate_pairs.parquet", "dedupe_summary.json"]
+        ws.write_json("dedupe_summary.json", summary)
+    ws.record_run("dedupe", argv=argv, seed=seed, started=started, options=cfg.to_dict(),
+                  counts={"images": summary["images"], "clusters": summary["clusters"],
+                          "images_in_clusters": summary["images_in_clusters"], "pairs": summary["pairs"],
+                          **{f"action_{k}": v for k, v in summary["images_by_action"].items()}})
+    return summary
+
+
+def _output_frames(ids: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """duplicates.parquet (one row per clustered image) and duplicate_pairs.parquet (one per edge), by image id."""
     dup = pd.DataFrame({
         "image_id": pd.Series(ids[clusters["pos"].to_numpy(np.int64)], dtype="string"),
         "cluster_id": clusters["cluster_id"].astype("int64").to_numpy(),
@@ -288,27 +307,20 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
         "method": pd.Series(edges["method"].to_numpy(), dtype="string"),
         "distance": edges["distance"].astype("float64").to_numpy(),
     })
-    timings["clusters_s"] = round(time.perf_counter() - t0, 3)
-    summary = summarize(clusters, manifest["split"])
-    summary = {"images": int(len(manifest)), **summary,
-               "pairs": int(len(pairs)), "pairs_by_method": {k: int(v) for k, v in pairs["method"].value_counts().sort_index().items()},
-               "exact_groups": int((dup[dup["kind"] == "exact"]["cluster_id"].nunique())),
-               "embedder": cfg["embedder"], "hash_methods": list(cfg["hash"]["methods"]),
-               "hash_radius": int(cfg["hash"]["radius"]), "mirror": bool(cfg["hash"]["mirror"])}
-    t0 = time.perf_counter()
-    with ws.lock():
-        ws.write_parquet("duplicates.parquet", dup)
-        ws.write_parquet("duplicate_pairs.parquet", pairs)
-        timings["write_s"] = round(time.perf_counter() - t0, 3)
-        timings["total_s"] = round(time.perf_counter() - t_start, 3)
-        summary["timings"] = timings
-        summary["outputs"] = ["duplicates.parquet", "duplicate_pairs.parquet", "dedupe_summary.json"]
-        ws.write_json("dedupe_summary.json", summary)
-    ws.record_run("dedupe", argv=argv, seed=seed, started=started, options=cfg,
-                  counts={"images": summary["images"], "clusters": summary["clusters"],
-                          "images_in_clusters": summary["images_in_clusters"], "pairs": summary["pairs"],
-                          **{f"action_{k}": v for k, v in summary["images_by_action"].items()}})
-    return summary
+    return dup, pairs
+
+
+def _summary(cfg: DedupeSettings, manifest: pd.DataFrame, clusters: pd.DataFrame, dup: pd.DataFrame,
+             pairs: pd.DataFrame) -> dict[str, Any]:
+    """dedupe_summary.json without its timings: counts by cluster type, action, method, and the settings used."""
+    from curate.dedupe.clusters import summarize
+
+    return {"images": int(len(manifest)), **summarize(clusters, manifest["split"]),
+            "pairs": int(len(pairs)),
+            "pairs_by_method": {k: int(v) for k, v in pairs["method"].value_counts().sort_index().items()},
+            "exact_groups": int((dup[dup["kind"] == "exact"]["cluster_id"].nunique())),
+            "embedder": cfg.embedder, "hash_methods": list(cfg.hash.methods),
+            "hash_radius": cfg.hash.radius, "mirror": cfg.hash.mirror}
 
 
 def dedupe_step(ws, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:

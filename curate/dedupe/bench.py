@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.dedupe.api import find_edges
 from curate.dedupe.transforms import TRANSFORMS
 from curate.progress import progress
+from curate.settings import DedupeSettings, load_settings
 
 DEFAULTS: dict[str, Any] = {"n_base": 8000, "per_transform": 300, "report": "reports/dedupe.md",
                             "radii": [4, 6, 8, 10], "imagededup": True, "timing": True, "growth": True,
@@ -41,12 +42,13 @@ def byte_groups(images: np.ndarray) -> np.ndarray:
     return pd.factorize(pd.Series(keys))[0]
 
 
-def exact_check(images: np.ndarray, digests: pd.Series) -> dict[str, Any]:
+def exact_check(images: np.ndarray, digests: pd.Series, cfg: DedupeSettings) -> dict[str, Any]:
     """Exact groups from the manifest digest vs byte-identical groups: found / missed / false."""
     groups = byte_groups(images)
     counts = np.bincount(groups)
     truth = counts[groups] > 1
-    edges = find_edges(images, digests, {"exact": True, "hash": {"methods": []}, "embedder": "none"})
+    exact_only = replace(cfg, exact=True, hash=replace(cfg.hash, methods=()), embedder="none")
+    edges = find_edges(images, digests, exact_only)
     found = np.zeros(len(images), bool)
     found[edges["a"].to_numpy()] = True
     found[edges["b"].to_numpy()] = True
@@ -56,7 +58,7 @@ def exact_check(images: np.ndarray, digests: pd.Series) -> dict[str, Any]:
             "false_edges": false_edges, "recall": float((found & truth).sum() / max(1, truth.sum()))}
 
 
-def _clean_base(images: np.ndarray, groups: np.ndarray, n_base: int, rng: np.random.Generator, cfg: dict,
+def _clean_base(images: np.ndarray, groups: np.ndarray, n_base: int, rng: np.random.Generator, cfg: DedupeSettings,
                 quiet: bool) -> tuple[np.ndarray, int]:
     """Sample ``n_base`` images (whole digest groups), drop those with a non-identical near copy."""
     order = rng.permutation(np.unique(groups))
@@ -67,8 +69,8 @@ def _clean_base(images: np.ndarray, groups: np.ndarray, n_base: int, rng: np.ran
         if len(picked) >= n_base:
             break
     picked = np.array(sorted(picked))
-    loose = dict(cfg, exact=False, embedder="pixel", hash=dict(cfg["hash"], radius=10, mirror=True),
-                 pixel=dict(cfg["pixel"], min_aligned_ncc=0.9))
+    loose = replace(cfg, exact=False, embedder="pixel", hash=replace(cfg.hash, radius=10, mirror=True),
+                    pixel=replace(cfg.pixel, min_aligned_ncc=0.9))
     edges = find_edges(images[picked], None, loose, quiet=quiet)
     g = groups[picked]
     near = edges[g[edges["a"]] != g[edges["b"]]]
@@ -128,14 +130,14 @@ def _imagededup_pairs(images: np.ndarray, threshold: int = 10) -> tuple[np.ndarr
     return pairs[:, 0], pairs[:, 1], time.perf_counter() - t0
 
 
-def _method_configs(cfg: dict, radii: list[int]) -> dict[str, tuple[dict, str]]:
-    none = dict(cfg, exact=True)
-    out = {f"phash r<={r} +mirror": (dict(none, hash=dict(cfg["hash"], methods=["phash"], radius=r)), "none")
+def _method_configs(cfg: DedupeSettings, radii: list[int]) -> dict[str, tuple[DedupeSettings, str]]:
+    none = replace(cfg, exact=True)
+    out = {f"phash r<={r} +mirror": (replace(none, hash=replace(cfg.hash, methods=("phash",), radius=r)), "none")
            for r in radii}
     for m in ("dhash", "whash"):
-        out[f"{m} r<={cfg['hash']['radius']} +mirror"] = (dict(none, hash=dict(cfg["hash"], methods=[m])), "none")
-    out["pixel (kNN + registration) +mirror"] = (dict(none, hash=dict(cfg["hash"], methods=[])), "pixel")
-    out["default (configs/dedupe.yaml)"] = (cfg, cfg["embedder"])
+        out[f"{m} r<={cfg.hash.radius} +mirror"] = (replace(none, hash=replace(cfg.hash, methods=(m,))), "none")
+    out["pixel (kNN + registration) +mirror"] = (replace(none, hash=replace(cfg.hash, methods=())), "pixel")
+    out["default (configs/dedupe.yaml)"] = (cfg, cfg.embedder)
     return out
 
 
@@ -181,7 +183,7 @@ def cli_runs(ws_root, runs: int, args: tuple[str, ...] = ()) -> dict[str, Any]:
             "pairs_by_method": best["pairs_by_method"], "clusters": best["clusters"]}
 
 
-def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: dict, rng, loops: int,
+def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: DedupeSettings, rng, loops: int,
             growth: bool, quiet: bool) -> dict[str, Any]:
     """Hash throughput vs imagehash; the in-process core without the embedder, and its 4x growth."""
     import imagehash
@@ -213,7 +215,7 @@ def _timing(images: np.ndarray, digests: pd.Series, labels, splits, cfg: dict, r
         edges = find_edges(imgs, dig, cfg, embedder="none", timings=timings, quality_out=q)
         t1 = time.perf_counter()
         fill_quality(imgs, edges, q)
-        assign_clusters(len(imgs), edges, labels=lab, splits=spl, digests=dig, quality=q, policy=cfg["policy"])
+        assign_clusters(len(imgs), edges, labels=lab, splits=spl, digests=dig, quality=q, policy=cfg.policy)
         timings["clusters_s"] = round(time.perf_counter() - t1, 3)
         elapsed = time.perf_counter() - t
         members = len(linked_positions(len(imgs), edges))
@@ -251,13 +253,13 @@ def bench_dedupe_step(ws, options: dict[str, Any], *, seed: int, quiet: bool) ->
 
         raise ConfigError(f"dedupe-bench: unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     opts.update(options or {})
-    cfg = load_config("dedupe")
+    cfg = load_settings("dedupe")
     rng = np.random.default_rng(seed)
     manifest = ws.manifest()
     images = np.ascontiguousarray(ws.pixels())
     t_start = time.perf_counter()
     result: dict[str, Any] = {"workspace": str(ws.root), "images": len(images), "seed": seed, "options": opts}
-    result["exact"] = exact_check(images, manifest["digest"])
+    result["exact"] = exact_check(images, manifest["digest"], cfg)
     groups = byte_groups(images)
     base, dropped = _clean_base(images, groups, int(opts["n_base"]), rng, cfg, quiet)
     srcs, copies, names = _inject(images, base, int(opts["per_transform"]), rng)

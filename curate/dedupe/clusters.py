@@ -21,25 +21,17 @@ Default policy (configs/dedupe.yaml ``policy``):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from curate.errors import ConfigError
+if TYPE_CHECKING:
+    from curate.settings import DedupePolicySettings
 
 ACTIONS = ("keep", "drop_duplicate", "exclude_conflict", "drop_leak")
 KINDS = ("exact", "near")
 CLUSTER_TYPES = ("inter_class", "cross_split", "intra_class")
-
-DEFAULT_POLICY: dict[str, Any] = {
-    "inter_class": "exclude_all",
-    "cross_split": "keep_eval",
-    "intra_class": "keep_one",
-    "eval_splits": ["test", "val"],
-    "prefer_splits": ["train", "val", "test"],
-    "max_cluster_size": 16,
-}
 
 
 def _strength(methods: np.ndarray) -> np.ndarray:
@@ -155,7 +147,7 @@ def _factorize(values: pd.Series, members: np.ndarray, *, na_is_value: bool = Fa
     return codes, uniques
 
 
-def _rank(codes: np.ndarray, uniques: pd.Index, order: list[str]) -> np.ndarray:
+def _rank(codes: np.ndarray, uniques: pd.Index, order: tuple[str, ...]) -> np.ndarray:
     """Position of each value in ``order``; unknown values after them, missing ones (-1) last."""
     ranks = np.array([order.index(u) if u in order else len(order) for u in uniques] + [len(order) + 1], np.int64)
     return ranks[codes]  # code -1 picks the last entry
@@ -172,8 +164,7 @@ def _several_per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarr
 
 
 def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: pd.Series,
-                    digests: pd.Series, quality: np.ndarray,
-                    policy: dict[str, Any] | None = None) -> pd.DataFrame:
+                    digests: pd.Series, quality: np.ndarray, policy: DedupePolicySettings) -> pd.DataFrame:
     """One row per image that has at least one edge: position, cluster and the proposed action.
 
     ``edges`` has integer columns ``a`` and ``b`` (positions 0..n-1). ``labels``,
@@ -181,15 +172,13 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     ``quality`` is a float array of length n. Returns columns ``pos``, ``cluster_id``,
     ``kind``, ``cluster_type``, ``inter_class``, ``cross_split``, ``is_representative``,
     ``proposed_action`` (the text columns categorical), sorted by cluster then position.
+    ``policy`` is the ``policy`` section of the dedupe settings (validated there).
     """
-    pol = dict(DEFAULT_POLICY)
-    pol.update(policy or {})
-    _check_policy(pol)
     columns = ["pos", "cluster_id", "kind", "cluster_type", "inter_class", "cross_split",
                "is_representative", "proposed_action"]
     if len(edges) == 0:
         return pd.DataFrame({c: [] for c in columns})
-    comp = capped_components(n, edges, int(pol["max_cluster_size"]))
+    comp = capped_components(n, edges, policy.max_cluster_size)
     members = linked_positions(n, edges)
     members = members[np.bincount(comp)[comp[members]] > 1]  # a chain cut can leave a node on its own
     # cluster ids 0..k-1 in order of the smallest member position (comp is numbered that way)
@@ -199,9 +188,9 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     cross = _several_per_group(cid, split_codes, k)[cid]
     one_digest = ~_several_per_group(cid, _factorize(digests, members, na_is_value=True)[0], k)[cid]
     type_code = np.where(inter, 0, np.where(cross, 1, 2))  # positions in CLUSTER_TYPES (precedence order)
-    rep, action = _decide(cid, k, type_code, cross, _rank(split_codes, split_names, list(pol["prefer_splits"])),
-                          _rank(split_codes, split_names, list(pol["eval_splits"])),
-                          np.asarray(quality, np.float64)[members], members, pol)
+    rep, action = _decide(cid, k, type_code, cross, _rank(split_codes, split_names, policy.prefer_splits),
+                          _rank(split_codes, split_names, policy.eval_splits),
+                          np.asarray(quality, np.float64)[members], members, policy)
     order = np.lexsort((members, cid))
     out = pd.DataFrame({"pos": members[order], "cluster_id": cid[order],
                         "kind": pd.Categorical.from_codes(np.where(one_digest, 0, 1)[order], KINDS),
@@ -212,34 +201,23 @@ def assign_clusters(n: int, edges: pd.DataFrame, *, labels: pd.Series, splits: p
     return out
 
 
-def _check_policy(pol: dict[str, Any]) -> None:
-    if not isinstance(pol["max_cluster_size"], int) or pol["max_cluster_size"] < 0:
-        raise ConfigError(f"policy.max_cluster_size={pol['max_cluster_size']!r}: a whole number >= 0 (0 = no cap)")
-    allowed = {"inter_class": ("exclude_all", "ignore", "as_duplicates"),
-               "cross_split": ("keep_eval", "ignore", "as_duplicates"),
-               "intra_class": ("keep_one", "ignore")}
-    for key, choices in allowed.items():
-        if pol[key] not in choices:
-            raise ConfigError(f"policy.{key}={pol[key]!r}: choose one of {', '.join(choices)}")
-
-
 def _decide(cid: np.ndarray, k: int, type_code: np.ndarray, cross: np.ndarray, split_rank: np.ndarray,
             eval_rank: np.ndarray, quality: np.ndarray, pos: np.ndarray,
-            pol: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+            pol: DedupePolicySettings) -> tuple[np.ndarray, np.ndarray]:
     """(is_representative, proposed_action code into ACTIONS) per member: one representative per cluster."""
     code = ("keep_one", "keep_eval", "exclude_all", "ignore", "as_duplicates").index  # policy mode -> int
-    m = np.array([code(pol[t]) for t in CLUSTER_TYPES], np.int64)[type_code]
+    m = np.array([code(getattr(pol, t)) for t in CLUSTER_TYPES], np.int64)[type_code]
     # "as_duplicates": an inter-class cluster follows the split rule when it spans splits, else the
     # intra-class rule; a cross-split cluster follows the intra-class rule
-    split_rule = code(pol["cross_split"]) if pol["cross_split"] != "as_duplicates" else code("keep_one")
+    split_rule = code(pol.cross_split) if pol.cross_split != "as_duplicates" else code("keep_one")
     is_inter = type_code == CLUSTER_TYPES.index("inter_class")
     m = np.where((m == code("as_duplicates")) & is_inter & cross, split_rule, m)
-    m = np.where(m == code("as_duplicates"), code(pol["intra_class"]), m)
+    m = np.where(m == code("as_duplicates"), code(pol.intra_class), m)
     keep_eval = m == code("keep_eval")
     best_eval = np.full(k, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(best_eval, cid, eval_rank)
     best_eval = best_eval[cid]
-    has_eval = best_eval < len(pol["eval_splits"])
+    has_eval = best_eval < len(pol.eval_splits)
     inside = ~(keep_eval & has_eval) | (eval_rank == best_eval)
     order = np.lexsort((pos, -quality, split_rank, ~inside, cid))
     first = np.ones(len(order), bool)

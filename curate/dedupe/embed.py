@@ -11,11 +11,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from curate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from curate.settings import DedupeSettings
 
 
 class Embedder(Protocol):
@@ -37,7 +40,7 @@ class PixelEmbedder:
 
     name = "pixel"
 
-    def __init__(self, grid: int = 8, blur: float = 1.0, cells: int = 4, bins: int = 8, hog_weight: float = 0.0,
+    def __init__(self, *, grid: int, blur: float, hog_weight: float, cells: int = 4, bins: int = 8,
                  batch_size: int = 4096):
         self.grid, self.blur, self.cells, self.bins = grid, blur, cells, bins
         self.hog_weight, self.batch_size = hog_weight, batch_size
@@ -110,8 +113,7 @@ class ClipEmbedder:
 
     name = "clip"
 
-    def __init__(self, model: str = "ViT-B-32", pretrained: str | None = None, device: str = "auto",
-                 batch_size: int = 64):
+    def __init__(self, model: str, *, pretrained: str | None, device: str, batch_size: int):
         import open_clip
         import torch
 
@@ -148,7 +150,7 @@ class CnnEmbedder:
 
     name = "cnn"
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 512):
+    def __init__(self, checkpoint: str | Path, *, device: str, batch_size: int = 512):
         from curate.train.trainer import load_model
 
         folder = Path(checkpoint)
@@ -163,21 +165,18 @@ class CnnEmbedder:
         return _l2(embed(self.model, np.asarray(images, np.uint8), batch_size=self.batch_size, device=self.device))
 
 
-def make_embedder(kind: str, cfg: dict) -> Embedder | None:
-    """The embedder named ``kind`` (pixel | clip | cnn | none) built from its config section."""
+def make_embedder(kind: str | None, cfg: DedupeSettings) -> Embedder | None:
+    """The embedder named ``kind`` (pixel | clip | cnn | none) built from its settings section."""
     if kind in (None, "none", ""):
         return None
     if kind == "pixel":
-        p = cfg.get("pixel", {})
-        return PixelEmbedder(grid=int(p.get("grid", 8)), blur=float(p.get("blur", 1.0)),
-                             hog_weight=float(p.get("hog_weight", 0.0)))
+        p = cfg.pixel
+        return PixelEmbedder(grid=p.grid, blur=p.blur, hog_weight=p.hog_weight)
     if kind == "clip":
-        c = cfg.get("clip", {})
-        return ClipEmbedder(model=c.get("model", "ViT-B-32"), pretrained=c.get("pretrained"),
-                            device=c.get("device", "auto"), batch_size=int(c.get("batch_size", 64)))
+        c = cfg.clip
+        return ClipEmbedder(c.model, pretrained=c.pretrained, device=c.device, batch_size=c.batch_size)
     if kind == "cnn":
-        c = cfg.get("cnn", {})
-        if not c.get("checkpoint"):
+        if not cfg.cnn.checkpoint:
             raise ConfigError("embedder cnn needs cnn.checkpoint (a folder written by curate train)")
-        return CnnEmbedder(c["checkpoint"], device=c.get("device", "auto"))
+        return CnnEmbedder(cfg.cnn.checkpoint, device=cfg.cnn.device)
     raise ConfigError(f"unknown embedder {kind!r}; choose pixel, clip, cnn or none")

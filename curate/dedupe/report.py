@@ -4,11 +4,14 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curate import atomic
 from curate.dedupe.transforms import TRANSFORMS
 from curate.invocation import current_command
+
+if TYPE_CHECKING:
+    from curate.settings import DedupeSettings
 
 
 def _load() -> str:
@@ -19,7 +22,7 @@ def _load() -> str:
         return "n/a"
 
 
-def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: dict[str, Any]) -> Path:
+def write_report(result: dict[str, Any], path: str | os.PathLike, cfg: DedupeSettings) -> Path:
     """Write the benchmark figures, the settings and the exact command as Markdown."""
     r = result
     lines = _head(r) + _method_rows(r) + _default_config(cfg)
@@ -84,19 +87,19 @@ def _method_rows(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _default_config(cfg: dict[str, Any]) -> list[str]:
+def _default_config(cfg: DedupeSettings) -> list[str]:
     """The default configuration every row and timing refers to."""
-    hc, pc, kc = cfg["hash"], cfg["pixel"], cfg["knn"]
+    hc, pc, kc = cfg.hash, cfg.pixel, cfg.knn
     return ["Default configuration (every row named `default` and every timing below unless it names "
-            "another setting): exact digest groups + " + ", ".join(hc["methods"]) +
-            f" Hamming radius <= {hc['radius']} (mirror {'on' if hc['mirror'] else 'off'}) + embedder "
-            f"`{cfg['embedder']}` (k={kc['k']} neighbours per image and per mirrored image with cosine >= "
-            f"{kc['min_similarity']}, pairs verified by registration: aligned NCC >= {pc['min_aligned_ncc']}; "
+            "another setting): exact digest groups + " + ", ".join(hc.methods) +
+            f" Hamming radius <= {hc.radius} (mirror {'on' if hc.mirror else 'off'}) + embedder "
+            f"`{cfg.embedder}` (k={kc.k} neighbours per image and per mirrored image with cosine >= "
+            f"{kc.min_similarity}, pairs verified by registration: aligned NCC >= {pc.min_aligned_ncc}; "
             "pairs already joined by an exact or hash edge and copies of an image are not registered again; "
-            f"registration stops a pair early when its coarse-level NCC is below {pc['coarse_reject']}, when its "
-            f"fine-level NCC after k steps is more than {_seq(pc.get('fine_reject_margin'))}[k] below "
-            f"{pc['min_aligned_ncc']}, or when a step moves its "
-            f"warp by less than {_seq(pc.get('converge_px'))} pixels (coarse, fine level)). The `seconds` column "
+            f"registration stops a pair early when its coarse-level NCC is below {pc.coarse_reject}, when its "
+            f"fine-level NCC after k steps is more than {_seq(pc.fine_reject_margin)}[k] below "
+            f"{pc.min_aligned_ncc}, or when a step moves its "
+            f"warp by less than {_seq(pc.converge_px)} pixels (coarse, fine level)). The `seconds` column "
             "above is the in-process edge search on the benchmark set (no process start, no I/O).", ""]
 
 

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from curate import atomic
-from curate.config import load_config
 from curate.report import plots
 from curate.report.collect import collect
 from curate.report.photos import photo_legend, report_thumbnails
 from curate.report.render import (b64_png, check_gallery, cluster_row, esc, frame_table, kpis, page,
                                   runs_table)
+from curate.settings import ReportSettings, load_settings
 from curate.workspace import Workspace, utc_now
 
 REPORT_FILE = "report/index.html"
@@ -88,8 +89,8 @@ def _oof_body(oof: dict[str, Any]) -> str:
               "probabilities point confidently to another class (rows calibrated to class counts).</p></div></div>")
 
 
-def build_report(ws: Workspace, *, top_n: int = 24, max_clusters: int = 40, thumb_size: int = 96,
-                 photo_size: int = 256, quiet: bool = False) -> dict[str, Any]:
+def build_report(ws: Workspace, *, top_n: int | None = None, max_clusters: int | None = None,
+                 thumb_size: int | None = None, photo_size: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Write report/index.html; returns the path, section counts and timing.
 
     Parameters
@@ -97,20 +98,30 @@ def build_report(ws: Workspace, *, top_n: int = 24, max_clusters: int = 40, thum
     ws : Workspace
         A workspace; each section shows what the steps run so far wrote (findings, duplicates,
         splits, runs).
-    top_n : int, default=24
-        Flagged images shown per check gallery (highest scores first).
-    max_clusters : int, default=40
-        Duplicate clusters shown (label-conflict clusters first, then the largest).
-    thumb_size : int, default=96
-        Side in pixels of each face-crop thumbnail.
-    photo_size : int, default=256
-        Long side in pixels of each photo shown on a photo workspace's cards.
+    top_n : int, optional
+        Flagged images shown per check gallery (highest scores first); None = configs/report.yaml's
+        ``top_n`` (24 as shipped). Default None.
+    max_clusters : int, optional
+        Duplicate clusters shown (label-conflict clusters first, then the largest); None = the
+        settings' ``max_clusters`` (40 as shipped). Default None.
+    thumb_size : int, optional
+        Side in pixels of each face-crop thumbnail; None = the settings' ``thumb_size`` (96 as
+        shipped). Default None.
+    photo_size : int, optional
+        Long side in pixels of each photo shown on a photo workspace's cards; None = the settings'
+        ``photo_size`` (256 as shipped). Default None.
     quiet : bool, default=False
         No progress bars or messages on stderr.
     """
+    given = {"top_n": top_n, "max_clusters": max_clusters, "thumb_size": thumb_size, "photo_size": photo_size}
+    return _write_report(ws, load_settings("report", {k: v for k, v in given.items() if v is not None}))
+
+
+def _write_report(ws: Workspace, cfg: ReportSettings) -> dict[str, Any]:
+    """:func:`build_report` with its settings read."""
     t0 = time.perf_counter()
-    data = collect(ws, top_n=top_n, max_clusters=max_clusters)
-    thumb = report_thumbnails(ws, data, size=thumb_size, photo_size=photo_size)
+    data = collect(ws, top_n=cfg.top_n, max_clusters=cfg.max_clusters)
+    thumb = report_thumbnails(ws, data, size=cfg.thumb_size, photo_size=cfg.photo_size)
     checks = _ordered(data["checks"])
     sections = [("summary", "Summary", f"{data['images']:,} images", _summary(data)),
                 ("classes", "Class distribution", f"{data['images']:,} → {data['after_images']:,}", _distribution(data))]
@@ -146,12 +157,13 @@ def build_report(ws: Workspace, *, top_n: int = 24, max_clusters: int = 40, thum
             "after_images": data["after_images"], "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def report_step(ws: Workspace, options: dict[str, Any], *, seed: int = 0, quiet: bool = False) -> dict[str, Any]:
-    """Pipeline step ``report`` (also behind ``curate report``); options override configs/report.yaml."""
-    cfg = load_config("report", options)
+def report_step(ws: Workspace, options: dict[str, Any], *, seed: int = 0, quiet: bool = False,
+                config_file: str | Path | None = None) -> dict[str, Any]:
+    """Pipeline step ``report`` (also behind ``curate report``); options override configs/report.yaml
+    (and ``config_file``, merged before them)."""
+    cfg = load_settings("report", options, config_file)
     started = utc_now()
-    summary = build_report(Workspace.open(ws.root), top_n=int(cfg["top_n"]), max_clusters=int(cfg["max_clusters"]),
-                           thumb_size=int(cfg["thumb_size"]), photo_size=int(cfg["photo_size"]), quiet=quiet)
-    ws.record_run("report", seed=seed, started=started, options=cfg,
+    summary = _write_report(Workspace.open(ws.root), cfg)
+    ws.record_run("report", seed=seed, started=started, options=cfg.to_dict(),
                   counts={k: summary[k] for k in ("images", "flagged_images", "after_images", "thumbnails", "seconds")})
     return summary

@@ -22,11 +22,9 @@ def register(app: typer.Typer) -> None:
     def report(workspace: Path = WorkspaceOpt, set_: Optional[List[str]] = SetOpt,
                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt, quiet: bool = QuietOpt) -> None:
         """Write report/index.html: counts, class balance before/after, issue galleries, duplicates, noise, runs."""
-        from curate.config import deep_merge, parse_overrides, read_yaml
+        from curate.config import parse_overrides
         from curate.report.api import report_step
         from curate.workspace import Workspace
 
-        options = read_yaml(config) if config is not None else {}
-        options = deep_merge(options, parse_overrides(set_ or []))
-        summary = report_step(Workspace.open(workspace), options, quiet=quiet)
+        summary = report_step(Workspace.open(workspace), parse_overrides(set_ or []), config_file=config, quiet=quiet)
         emit(summary, as_json, _render, quiet)

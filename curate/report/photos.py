@@ -73,9 +73,9 @@ class PhotoThumbnails(Thumbnails):
 
     grid_class = "photos"
 
-    def __init__(self, ws: Workspace, size: int = 96, photo_size: int = 256, workers: int = 2):
+    def __init__(self, ws: Workspace, *, size: int, photo_size: int, workers: int = 2):
         super().__init__(ws.pixels(), size=size)
-        self.ws, self.photo_size, self.workers = ws, int(photo_size), workers
+        self.ws, self.photo_size, self.workers = ws, photo_size, workers
         self.photo = set(photo_rows(ws).tolist())
         self.faces = faces_by_image(ws)
         self.status = face_status(ws)
@@ -138,7 +138,7 @@ class PhotoThumbnails(Thumbnails):
         return self._html[row]
 
 
-def report_thumbnails(ws: Workspace, data: dict, *, size: int = 96, photo_size: int = 256) -> Thumbnails:
+def report_thumbnails(ws: Workspace, data: dict, *, size: int, photo_size: int) -> Thumbnails:
     """:class:`Thumbnails` for a crop-only workspace; for one with photos, :class:`PhotoThumbnails`
     with the cards of every row the report will show (``data`` from :func:`collect`) built up front."""
     if len(photo_rows(ws)) == 0:

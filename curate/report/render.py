@@ -50,7 +50,7 @@ def b64_png(data: bytes) -> str:
 class Thumbnails:
     """Base64 PNG thumbnails of pixel rows, upscaled (bicubic) so 48x48 faces are readable; cached."""
 
-    def __init__(self, pixels: np.ndarray, size: int = 96):
+    def __init__(self, pixels: np.ndarray, *, size: int):
         self.pixels, self.size, self._cache = pixels, size, {}
 
     def __call__(self, row: int) -> str:
