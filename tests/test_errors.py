@@ -52,7 +52,7 @@ def test_a_bug_keeps_its_traceback():
 def test_dedupe_refuses_a_bad_setting_but_lets_a_bug_through(sample_ws, monkeypatch):
     from curate.dedupe import api
 
-    with pytest.raises(ConfigError, match="unknown hash method 'nope'"):
+    with pytest.raises(ConfigError, match=r"dedupe\.hash\.methods\[0\]: expected one of phash, dhash, whash; got 'nope'"):
         api.dedupe(sample_ws, overrides=["hash.methods=[nope]"], embedder="none", quiet=True)
     with pytest.raises(ConfigError, match="unknown embedder 'nope'"):
         api.dedupe(sample_ws, embedder="nope", quiet=True)
