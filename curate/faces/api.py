@@ -20,12 +20,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.errors import CurateError
 from curate.faces.stage import PhotoResult, process_photo
 from curate.faces.tables import (FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE, face_images_frame, faces_frame,
                                  features_frame, replace_rows)
 from curate.progress import progress
+from curate.settings import IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
 
 
@@ -65,7 +65,7 @@ def grey_to_rgb(block: np.ndarray, side: int) -> np.ndarray:
 
 def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarray, new_rows: list[pd.DataFrame],
                         new_pixels: list[np.ndarray], photo_batches: list[tuple[list[str], list[PhotoResult]]],
-                        cfg: dict[str, Any]) -> Iterator[np.ndarray] | None:
+                        cfg: IngestSettings) -> Iterator[np.ndarray] | None:
     """Write the face tables for the new photos (replacing rows of re-ingested sources) and
     return the colour crop rows for the merged manifest, or None when it holds no photos."""
     kinds = merged["image_kind"].fillna("crop") if "image_kind" in merged else pd.Series(["crop"] * len(merged))
@@ -80,7 +80,7 @@ def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarr
             ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, stale))
     if not (kinds == "photo").any():
         return None
-    side = int(cfg["faces"]["rgb_size"])
+    side = cfg.faces.rgb_size
     old_rgb = ws.colour_crops() if ws.exists() else None
     old_grey = ws.pixels() if ws.exists() else None
     by_id = {i: r.rgb for i, r in zip(ids, results)}
@@ -121,7 +121,7 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
 
     started = utc_now()
     t0 = time.perf_counter()
-    cfg = load_config("ingest", overrides, config_file)
+    cfg = load_settings("ingest", overrides, config_file)
     ws = Workspace.open(ws.root)
     with ws.lock():
         ws.refresh()
@@ -130,25 +130,25 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
         if len(photo_rows) == 0:
             raise CurateError(f"{ws.root}: no photo sources (all images are face crops); nothing to do. "
                               "Re-ingest a folder with --images photos to treat it as photos.")
-        size, params = ws.image_size, dict(cfg["faces"])
+        size, params = ws.image_size, cfg.faces
 
         def one(row: int) -> PhotoResult:
             try:
-                arr = np.asarray(decode_image(ws.original_path(row), max_pixels=int(cfg["max_pixels"])).image)
+                arr = np.asarray(decode_image(ws.original_path(row), max_pixels=cfg.max_pixels).image)
             except Exception as exc:  # noqa: BLE001 - a file that vanished or broke since ingest
                 res = PhotoResult(width=0, height=0, status="error", detail=f"error: {exc}"[:300])
                 res.grey = np.asarray(ws.pixels()[row])
-                res.rgb = grey_to_rgb(res.grey[None], int(params["rgb_size"]))[0]
+                res.rgb = grey_to_rgb(res.grey[None], params.rgb_size)[0]
                 return res
             return process_photo(arr, size=size, params=params)
 
-        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg["workers"]))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg.workers))) as pool:
             results = list(progress(pool.map(one, photo_rows.tolist()), total=len(photo_rows), desc="faces",
                                     quiet=quiet, unit="img"))
         ids = manifest["image_id"].iloc[photo_rows].tolist()
         grey = np.array(ws.pixels())
         grey[photo_rows] = np.stack([r.grey for r in results])
-        side = int(params["rgb_size"])
+        side = params.rgb_size
         old_rgb = ws.colour_crops()
         rgb = np.asarray(old_rgb).copy() if old_rgb is not None and old_rgb.shape[1] == side \
             else grey_to_rgb(grey, side)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,16 +15,8 @@ from curate.faces.align import align, centre_square, roll_degrees
 from curate.faces.detect import Face, detect_faces, pick_main
 from curate.faces.features import art_features, face_features, text_features
 
-DEFAULTS: dict[str, Any] = {
-    "max_side": 480,       # longer side the detector sees (faces of ~30 px and up there, at upsample 1)
-    "upsample": 1,
-    "max_enlarge": 2.0,    # small photos are enlarged up to this factor towards max_side
-    "rotations": [25, -25],  # when nothing is found, try again turned by these angles (tilted heads)
-    "fallback": "none",    # none | mmod: then dlib's CNN detector (slower, finds turned/half-hidden faces)
-    "min_score": -0.5,     # HOG adjust threshold: boxes scoring below are not faces (weak boxes are kept with their score)
-    "rgb_size": 112,       # side of the colour aligned-crop store
-    "model_dir": None,     # folder with shape_predictor_5_face_landmarks.dat (default: face-recognition-models)
-}
+if TYPE_CHECKING:
+    from curate.settings import FacesSettings
 
 
 @dataclass
@@ -51,21 +43,21 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
-def process_photo(image: np.ndarray, *, size: int, params: dict[str, Any] | None = None) -> PhotoResult:
-    """Detect every face, align the main one (grey ``size`` and colour ``rgb_size`` crops) and
-    compute the image-level features. Never raises for a bad image: status "error" instead."""
-    p = {**DEFAULTS, **(params or {})}
+def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> PhotoResult:
+    """Detect every face, align the main one (grey ``size`` and colour ``params.rgb_size`` crops) and
+    compute the image-level features. Never raises for a bad image: status "error" instead.
+    ``params``: the ``faces`` section of the ingest settings (configs/ingest.yaml)."""
+    p = params
     t0 = time.perf_counter()
     rgb = as_rgb(image)
     h, w = rgb.shape[:2]
     res = PhotoResult(width=w, height=h)
     try:
-        res.faces = detect_faces(rgb, max_side=int(p["max_side"]), upsample=int(p["upsample"]),
-                                 min_score=float(p["min_score"]), max_enlarge=float(p["max_enlarge"]),
-                                 rotations=tuple(p["rotations"] or ()), fallback=str(p["fallback"]),
-                                 model_dir=p.get("model_dir"))
+        res.faces = detect_faces(rgb, max_side=p.max_side, upsample=p.upsample, min_score=p.min_score,
+                                 max_enlarge=p.max_enlarge, rotations=p.rotations, fallback=p.fallback,
+                                 model_dir=p.model_dir)
         res.main = pick_main(res.faces, w, h)
-        rgb_size = int(p["rgb_size"])
+        rgb_size = p.rgb_size
         if res.main is None:
             res.status, res.detail = "no_face", "no face found"
             colour = centre_square(rgb, rgb_size)
@@ -81,7 +73,7 @@ def process_photo(image: np.ndarray, *, size: int, params: dict[str, Any] | None
     except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
         res.status, res.detail = "error", f"error: {type(exc).__name__}: {exc}"[:300]
         res.faces, res.main = [], None
-        res.rgb = centre_square(rgb, int(p["rgb_size"])) if rgb.size else np.zeros((int(p["rgb_size"]),) * 2 + (3,), np.uint8)
+        res.rgb = centre_square(rgb, p.rgb_size) if rgb.size else np.zeros((p.rgb_size,) * 2 + (3,), np.uint8)
         res.grey = res.rgb.mean(2).astype(np.uint8) if res.grey is None else res.grey
         if res.grey.shape != (size, size):
             import cv2

@@ -5,19 +5,20 @@ import csv
 import re
 import time
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.errors import CurateError
 from curate.ingest.fer2013 import read_fer2013_csv, read_header
 from curate.ingest.files import LABEL_COLUMNS, PATH_COLUMNS, read_folder, read_label_csv
 from curate.ingest.records import SourceResult
 from curate.labels import apply_label_map
 from curate.faces.api import merge_photo_outputs, photo_counts
+from curate.settings import IngestSettings, load_settings
 from curate.workspace import REJECT_COLUMNS, Workspace, coerce_manifest, utc_now
 
 FORMATS = ("auto", "fer2013-csv", "folder", "csv")
@@ -56,14 +57,11 @@ def source_slug(path: Path, taken: dict[str, str]) -> str:
     return candidate
 
 
-def _read_source(path: Path, fmt: str, size: int, cfg: dict[str, Any], quiet: bool) -> SourceResult:
+def _read_source(path: Path, fmt: str, size: int, cfg: IngestSettings, quiet: bool) -> SourceResult:
     if fmt == "fer2013-csv":
         return read_fer2013_csv(path, size, quiet=quiet)
-    opts = dict(max_pixels=int(cfg["max_pixels"]), workers=int(cfg["workers"]), quiet=quiet,
-                images=str(cfg["images"]), photo_params=dict(cfg["faces"]))
-    if fmt == "folder":
-        return read_folder(path, size, usage_from_filename=bool(cfg["usage_from_filename"]), **opts)
-    return read_label_csv(path, size, **opts)
+    reader = read_folder if fmt == "folder" else read_label_csv
+    return reader(path, size, cfg, quiet=quiet)
 
 
 def _rejects_frame(source: str, result: SourceResult) -> pd.DataFrame:
@@ -76,9 +74,9 @@ def _rejects_frame(source: str, result: SourceResult) -> pd.DataFrame:
     }, columns=list(REJECT_COLUMNS))
 
 
-def _image_size(ws: Workspace, image_size: int | None, cfg: dict[str, Any]) -> int:
-    """The workspace's stored side; at the first ingest ``image_size`` (else the config's)."""
-    size = ws.image_size if ws.exists() else int(image_size or cfg["image_size"])
+def _image_size(ws: Workspace, image_size: int | None, cfg: IngestSettings) -> int:
+    """The workspace's stored side; at the first ingest ``image_size`` (else the settings')."""
+    size = ws.image_size if ws.exists() else int(image_size or cfg.image_size)
     if ws.exists() and image_size and int(image_size) != size:
         raise CurateError(f"{ws.root}: workspace stores {size}x{size} images; --image-size {image_size} "
                           "can only be set at the first ingest", exit_code=2)
@@ -101,7 +99,7 @@ def _source_rows(result: SourceResult, source: str, slug: str, kind: str, image_
 
 def _commit_merged(ws: Workspace, manifest: pd.DataFrame, keep_mask: np.ndarray, new_rows: list[pd.DataFrame],
                    new_pixels: list[np.ndarray], photo_batches: list[tuple[list[str], list]], size: int,
-                   cfg: dict[str, Any]) -> None:
+                   cfg: IngestSettings) -> None:
     """Commit the kept old rows and pixels followed by the new sources' (and their photo outputs)."""
     merged = coerce_manifest(pd.concat([manifest[keep_mask], *new_rows], ignore_index=True))
     old_pixels = ws.pixels() if ws.exists() else np.zeros((0, size, size), np.uint8)
@@ -113,7 +111,7 @@ def _commit_merged(ws: Workspace, manifest: pd.DataFrame, keep_mask: np.ndarray,
         yield from new_pixels
 
     rgb = merge_photo_outputs(ws, merged, keep_mask, new_rows, new_pixels, photo_batches, cfg)
-    ws.commit(merged, blocks(), image_size=size, rgb_rows=rgb, rgb_size=int(cfg["faces"]["rgb_size"]))
+    ws.commit(merged, blocks(), image_size=size, rgb_rows=rgb, rgb_size=cfg.faces.rgb_size)
 
 
 def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", replace: bool = False,
@@ -158,73 +156,92 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
     """
     if fmt not in FORMATS:
         raise CurateError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}", exit_code=2)
-    cfg = load_config("ingest", overrides, config_file)
+    cfg = load_settings("ingest", overrides, config_file)
     started = utc_now()
     t0 = time.perf_counter()
     with ws.lock():
         ws.refresh()
         manifest = ws.manifest()
         size = _image_size(ws, image_size, cfg)
-        info = ws.info()
-        slugs: dict[str, str] = dict(info.get("sources_slugs", {}))
-        present = set(manifest["source"].dropna().unique())
-        keep_mask = np.ones(len(manifest), dtype=bool)
-        new_rows, new_pixels, reject_frames, per_source, skipped = [], [], [], [], []
-        photo_batches: list[tuple[list[str], list]] = []
-        warnings: list[str] = []
-        for raw in sources:
-            path = Path(raw).expanduser().resolve()
-            source = str(path)
-            if source in present and not replace:
-                skipped.append(source)
-                continue
-            kind = detect_format(path) if fmt == "auto" else fmt
-            if kind == "folder" and not path.is_dir():
-                raise CurateError(f"{path}: --format folder needs a folder")
-            slug = source_slug(path, slugs)
-            slugs[slug] = source
-            try:  # a source that is not what its format says raises InputError (exit 1) itself
-                result = _read_source(path, kind, size, cfg, quiet)
-            except UNREADABLE as exc:
-                raise CurateError(str(exc)) from None
-            image_kind = "photo" if result.photos is not None else "crop"
-            rows = _source_rows(result, source, slug, kind, image_kind, cfg.get("label_map"))
-            if result.photos is not None:
-                photo_batches.append((rows["image_id"].tolist(), result.photos))
-            if source in present:
-                keep_mask &= (manifest["source"] != source).to_numpy(dtype=bool, na_value=True)
-            new_rows.append(rows)
-            new_pixels.append(result.pixels)
-            reject_frames.append(_rejects_frame(source, result))
-            warnings.extend(result.warnings)
-            per_source.append(_source_summary(result, source, slug, kind, image_kind))
-        read = sum(s["read"] for s in per_source)
-        kept = sum(s["kept"] for s in per_source)
-        rejected = sum(s["rejected"] for s in per_source)
-        summary = {"workspace": str(ws.root), "sources": per_source, "skipped_sources": skipped,
-                   "read": read, "kept": kept, "rejected": rejected, "warnings": warnings,
-                   "total_images": int(keep_mask.sum()) + kept, "image_size": size}
-        if not per_source:
+        slugs: dict[str, str] = dict(ws.info().get("sources_slugs", {}))
+        batch = _read_sources(sources, manifest, slugs, fmt=fmt, replace=replace, size=size, cfg=cfg, quiet=quiet)
+        read, kept, rejected = (sum(s[k] for s in batch.per_source) for k in ("read", "kept", "rejected"))
+        summary = {"workspace": str(ws.root), "sources": batch.per_source, "skipped_sources": batch.skipped,
+                   "read": read, "kept": kept, "rejected": rejected, "warnings": batch.warnings,
+                   "total_images": int(batch.keep_mask.sum()) + kept, "image_size": size}
+        if batch.per_source:
+            _write_rejects(ws, batch)
+            if strict and rejected:
+                raise CurateError(f"--strict: {rejected} rows/files rejected (see {ws.path('rejects.parquet')}); "
+                                  "nothing was ingested")
+        if not batch.per_source or (kept == 0 and not ws.exists()):
             summary["seconds"] = round(time.perf_counter() - t0, 2)
             return summary
-        replaced = {s["source"] for s in per_source}
-        old_rejects = ws.rejects()
-        all_rejects = pd.concat([old_rejects[~old_rejects["source"].isin(replaced)], *reject_frames],
-                                ignore_index=True)
-        ws.write_parquet("rejects.parquet", all_rejects)
-        if strict and rejected:
-            raise CurateError(f"--strict: {rejected} rows/files rejected (see {ws.path('rejects.parquet')}); "
-                              "nothing was ingested")
-        if kept == 0 and not ws.exists():
-            summary["seconds"] = round(time.perf_counter() - t0, 2)
-            return summary
-        _commit_merged(ws, manifest, keep_mask, new_rows, new_pixels, photo_batches, size, cfg)
+        _commit_merged(ws, manifest, batch.keep_mask, batch.new_rows, batch.new_pixels, batch.photo_batches, size,
+                       cfg)
         ws.set_info(image_size=size, sources_slugs=slugs)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.record_run("ingest", seed=seed, started=started,
                   options={"format": fmt, "replace": replace, "strict": strict, "image_size": size},
                   counts={"read": read, "kept": kept, "rejected": rejected, "total_images": summary["total_images"]})
     return summary
+
+
+@dataclass
+class _Batch:
+    """What one ingest read from its sources, before anything is committed."""
+
+    keep_mask: np.ndarray  # old manifest rows that stay (not from a re-read source)
+    new_rows: list[pd.DataFrame] = field(default_factory=list)
+    new_pixels: list[np.ndarray] = field(default_factory=list)
+    reject_frames: list[pd.DataFrame] = field(default_factory=list)
+    per_source: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    photo_batches: list[tuple[list[str], list]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_sources(sources: Iterable[str | Path], manifest: pd.DataFrame, slugs: dict[str, str], *, fmt: str,
+                  replace: bool, size: int, cfg: IngestSettings, quiet: bool) -> _Batch:
+    """Read every source not already in the workspace (or every one, with ``replace``); ``slugs`` is updated."""
+    present = set(manifest["source"].dropna().unique())
+    batch = _Batch(keep_mask=np.ones(len(manifest), dtype=bool))
+    for raw in sources:
+        path = Path(raw).expanduser().resolve()
+        source = str(path)
+        if source in present and not replace:
+            batch.skipped.append(source)
+            continue
+        kind = detect_format(path) if fmt == "auto" else fmt
+        if kind == "folder" and not path.is_dir():
+            raise CurateError(f"{path}: --format folder needs a folder")
+        slug = source_slug(path, slugs)
+        slugs[slug] = source
+        try:  # a source that is not what its format says raises InputError (exit 1) itself
+            result = _read_source(path, kind, size, cfg, quiet)
+        except UNREADABLE as exc:
+            raise CurateError(str(exc)) from None
+        image_kind = "photo" if result.photos is not None else "crop"
+        rows = _source_rows(result, source, slug, kind, image_kind, cfg.label_map)
+        if result.photos is not None:
+            batch.photo_batches.append((rows["image_id"].tolist(), result.photos))
+        if source in present:
+            batch.keep_mask &= (manifest["source"] != source).to_numpy(dtype=bool, na_value=True)
+        batch.new_rows.append(rows)
+        batch.new_pixels.append(result.pixels)
+        batch.reject_frames.append(_rejects_frame(source, result))
+        batch.warnings.extend(result.warnings)
+        batch.per_source.append(_source_summary(result, source, slug, kind, image_kind))
+    return batch
+
+
+def _write_rejects(ws: Workspace, batch: _Batch) -> None:
+    """rejects.parquet: the earlier rejects of sources not read again, then this batch's."""
+    replaced = {s["source"] for s in batch.per_source}
+    old_rejects = ws.rejects()
+    all_rejects = pd.concat([old_rejects[~old_rejects["source"].isin(replaced)], *batch.reject_frames],
+                            ignore_index=True)
+    ws.write_parquet("rejects.parquet", all_rejects)
 
 
 def _source_summary(result: SourceResult, source: str, slug: str, kind: str, image_kind: str) -> dict[str, Any]:

@@ -7,16 +7,20 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from curate.errors import InputError
-from curate.ingest.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, pixel_digest, to_store
+from curate.ingest.decode import DecodeError, decode_image, pixel_digest, to_store
 from curate.ingest.fer2013 import open_text
 from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
 from curate.labels import FER2013_USAGE, canonical_label, canonical_split
 from curate.progress import progress
+
+if TYPE_CHECKING:
+    from curate.settings import FacesSettings, IngestSettings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
@@ -35,7 +39,7 @@ class Candidate:
     source_row: int | None = None
 
 
-def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params: dict | None = None):
+def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params: FacesSettings | None):
     try:
         decoded = decode_image(cand.file, max_pixels=max_pixels)
         arr = decoded.array()
@@ -52,10 +56,9 @@ def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params:
         return DecodeError("corrupt", f"cannot decode: {type(exc).__name__}: {exc}")
 
 
-def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      workers: int = 4, quiet: bool = False, desc: str = "decode",
-                      rejects: list[Reject] | None = None, read: int = 0,
-                      photo_params: dict | None = None) -> SourceResult:
+def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int, workers: int,
+                      photo_params: FacesSettings | None, quiet: bool = False, desc: str = "decode",
+                      rejects: list[Reject] | None = None, read: int = 0) -> SourceResult:
     """Decode candidates in parallel threads; failures become rejects, order is kept.
 
     With ``photo_params`` the files are photos: each goes through the face stage
@@ -171,17 +174,16 @@ def scan_folder(root: Path, usage_from_filename: bool = True) -> tuple[list[Cand
     return cands, rejects, read - len(cands)
 
 
-def read_folder(root: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
-                quiet: bool = False, usage_from_filename: bool = True, images: str = "crops",
-                photo_params: dict | None = None) -> SourceResult:
+def read_folder(root: Path, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
     """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth.
 
-    ``images``: crops | photos | auto (decided from the image sizes, see :func:`looks_like_photos`).
+    ``cfg``: the ingest settings; their ``images`` is crops | photos | auto (decided from the image
+    sizes, see :func:`looks_like_photos`).
     """
-    cands, rejects, read = scan_folder(root, usage_from_filename)
-    return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
+    cands, rejects, read = scan_folder(root, cfg.usage_from_filename)
+    return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers, quiet=quiet,
                              desc=f"ingest {root.name}", rejects=rejects, read=read,
-                             photo_params=_photo_params(cands, images, photo_params))
+                             photo_params=_photo_params(cands, cfg))
 
 
 def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128) -> bool:
@@ -204,20 +206,18 @@ def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128)
     return total > 0 and small < 0.9 * total
 
 
-def _photo_params(cands: list[Candidate], images: str, photo_params: dict | None) -> dict | None:
-    if images not in ("auto", "crops", "photos"):
-        raise InputError(f"images must be auto, crops or photos, not {images!r}")
-    photos = images == "photos" or (images == "auto" and looks_like_photos([c.file for c in cands]))
-    return dict(photo_params or {}) if photos else None
+def _photo_params(cands: list[Candidate], cfg: IngestSettings) -> FacesSettings | None:
+    """The face stage's settings when the candidates are photos (``images``: photos, or auto and they look so)."""
+    photos = cfg.images == "photos" or (cfg.images == "auto" and looks_like_photos([c.file for c in cands]))
+    return cfg.faces if photos else None
 
 
 def _pick(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((header.index(n) for n in names if n in header), None)
 
 
-def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 4,
-                   quiet: bool = False, images: str = "crops", photo_params: dict | None = None) -> SourceResult:
-    """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder."""
+def read_label_csv(path: Path, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
+    """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder (``cfg``: the ingest settings)."""
     base = path.resolve().parent
     with open_text(path) as fh:
         reader = csv.reader(fh)
@@ -265,6 +265,6 @@ def read_label_csv(path: Path, image_size: int, *, max_pixels: int = DEFAULT_MAX
                 rejects.append(Reject("file_not_found", f"file not found: {file}", source_row=row, source_path=rel))
                 continue
             cands.append(Candidate(rel, file, label, split, source_row=row))
-    return decode_candidates(cands, image_size, max_pixels=max_pixels, workers=workers, quiet=quiet,
+    return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers, quiet=quiet,
                              desc=f"ingest {path.name}", rejects=rejects, read=read - len(cands),
-                             photo_params=_photo_params(cands, images, photo_params))
+                             photo_params=_photo_params(cands, cfg))
