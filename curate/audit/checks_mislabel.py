@@ -17,9 +17,9 @@ class Mislabel(WorkspaceCheck):
 
     @classmethod
     def defaults(cls, overrides: list[str] | None = None) -> dict[str, Any]:
-        from curate.config import load_config
+        from curate.settings import load_settings
 
-        return load_config("mislabel", overrides or None)
+        return load_settings("mislabel", overrides or None).to_dict()
 
     @classmethod
     def run(cls, ws: Any, overrides: list[str] | None, *, seed: int, quiet: bool,

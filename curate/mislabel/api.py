@@ -16,10 +16,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.errors import CurateError
 from curate.labels import CLASSES
 from curate.logs import get_logger
+from curate.settings import MislabelSettings, as_settings, load_settings
 from curate.workspace import Workspace, utc_now
 
 CHECK = "mislabel"
@@ -54,10 +54,10 @@ def group_ids(ws: Workspace, rows: np.ndarray) -> tuple[np.ndarray, str]:
     return duplicate_groups(len(rows), *keys), source
 
 
-def _recipe(cfg: dict[str, Any]) -> dict[str, Any]:
+def _recipe(cfg: MislabelSettings) -> dict[str, Any]:
     from curate.train.recipes import load_recipe
 
-    return load_recipe(cfg["recipe"], cfg.get("recipe_overrides") or None)
+    return load_recipe(cfg.recipe, dict(cfg.recipe_overrides) or None)
 
 
 def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None = None,
@@ -74,8 +74,25 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
     evidence text starts with ``not judged: out-of-fold accuracy X% vs majority-class Y% (p=...)``,
     and the summary (and oof_meta.json) get ``judged: false`` and the ``reason``.
 
-    Progress lines go to ``log`` when given, else to the ``curate`` logger; the not-judged warning
-    always goes to the logger (level WARNING).
+    Parameters
+    ----------
+    ws : Workspace
+        An ingested workspace; its labelled face crops are scored (photos without a face crop are left
+        out). Fewer than ``2 * folds`` of them is a CurateError.
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over configs/mislabel.yaml, e.g.
+        ``mode`` (``oof`` | ``dynamics``; default oof), ``folds`` (default 5), ``recipe`` (default
+        oof_cpu), ``device`` (``auto`` | ``cpu`` | ``cuda``; default auto), ``variant``; an unknown key
+        or a value of the wrong kind (another mode, say) is refused (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+    seed : int, default=0
+        Seed of the fold assignment and of the training (same seed, same findings on a CPU).
+    quiet : bool, default=False
+        No progress bars.
+    log : callable, optional
+        Receives the progress lines (one str each); None = the ``curate`` logger (INFO). The not-judged
+        warning always goes to the logger (WARNING). Default None.
     """
     from curate.mislabel.scoring import evidence_text
 
@@ -83,40 +100,26 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
 
     started = utc_now()
     t0 = time.perf_counter()
-    cfg = load_config("mislabel", overrides, config_file)
-    mode = cfg["mode"]
-    if mode not in ("oof", "dynamics"):
-        raise CurateError(f"mislabel mode {mode!r}: choose oof or dynamics", exit_code=2)
+    cfg = load_settings("mislabel", overrides, config_file)  # mode oof | dynamics, folds >= 2, ...: checked there
+    mode = cfg.mode
     manifest = ws.manifest()
-    rows, classes, y = labelled_rows(manifest)
-    from curate.faces.api import face_crop_rows
-
-    is_face = face_crop_rows(ws)[rows]
-    no_face = int((~is_face).sum())
-    rows, y = rows[is_face], y[is_face]
-    if no_face:
-        log(f"mislabel: {no_face:,} photos without a face crop left out (see no_face)")
-    if len(rows) < 2 * int(cfg["folds"]):
+    rows, classes, y, no_face = _labelled_faces(ws, manifest, log)
+    if len(rows) < 2 * cfg.folds:
         raise CurateError(f"{ws.root}: only {len(rows)} labelled images; the mislabel check needs at least "
-                          f"{2 * int(cfg['folds'])}")
+                          f"{2 * cfg.folds}")
     ids = manifest["image_id"].iloc[rows].astype(str).to_numpy()
     images = ws.pixels()[rows] if len(rows) < len(manifest) else ws.pixels()
     groups, group_source = group_ids(ws, rows)
     recipe = _recipe(cfg)
-    n_classes = len(classes)
     summary: dict[str, Any] = {"mode": mode, "images": int(len(rows)), "photos_without_face": no_face, "classes": classes,
                                "recipe": recipe["name"], "groups_from": group_source}
     headline = ""
     if mode == "oof":
         probs, aum, knn, scores, part, headline = _oof_scores(ws, cfg, images, y, ids, classes, groups, group_source,
                                                               recipe, seed=seed, quiet=quiet, log=log)
-        summary.update(part)
     else:
-        probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg["device"], quiet=quiet)
-        scores = dynamics_scores(probs, y, aum, float(cfg["dynamics"]["aum_threshold"]))
-        summary["train_accuracy"] = round(float((probs.argmax(axis=1) == y).mean()), 4)
-        summary.update({"judged": True, "reason": None,
-                        "skill": {"tested": False, "why": "dynamics mode has no held-out predictions"}})
+        probs, aum, knn, scores, part = _dynamics_scores(cfg, images, y, recipe, len(classes), seed=seed, quiet=quiet)
+    summary.update(part)
     evidence = evidence_text(probs, y, classes, knn=knn, aum=aum)
     if not summary["judged"]:  # a model no better than the majority class cannot judge labels: flag nothing
         scores = replace(scores, flagged=np.zeros(len(y), bool), suggested=np.full(len(y), -1, np.int64),
@@ -124,15 +127,40 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
         evidence = [f"{headline} | {text}" for text in evidence]
         logger.warning(f"warning: mislabel {summary['reason']}")
     summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
-                                           ambiguity_ratio=float(cfg["ambiguity_ratio"])))
+                                           ambiguity_ratio=cfg.ambiguity_ratio))
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    ws.record_run("mislabel", seed=seed, started=started, options=dict(cfg),
+    ws.record_run("mislabel", seed=seed, started=started, options=cfg.to_dict(),
                   counts={"images": summary["images"], "flagged": summary["flagged"],
                           "judged": bool(summary["judged"])})
     return summary
 
 
-def _oof_scores(ws: Workspace, cfg: dict[str, Any], images: np.ndarray, y: np.ndarray, ids: np.ndarray,
+def _labelled_faces(ws: Workspace, manifest: pd.DataFrame,
+                    log: Callable[[str], None]) -> tuple[np.ndarray, list[str], np.ndarray, int]:
+    """:func:`labelled_rows` without the photos that have no face crop, and how many those were (a
+    line to ``log`` when there are any)."""
+    from curate.faces.api import face_crop_rows
+
+    rows, classes, y = labelled_rows(manifest)
+    is_face = face_crop_rows(ws)[rows]
+    no_face = int((~is_face).sum())
+    if no_face:
+        log(f"mislabel: {no_face:,} photos without a face crop left out (see no_face)")
+    return rows[is_face], classes, y[is_face], no_face
+
+
+def _dynamics_scores(cfg: MislabelSettings, images: np.ndarray, y: np.ndarray, recipe: dict[str, Any],
+                     n_classes: int, *, seed: int, quiet: bool) -> tuple[Any, ...]:
+    """The dynamics part of :func:`run_mislabel`: one training run, AUM scores; returns (probs, aum, knn,
+    scores, summary fields)."""
+    probs, aum, knn = dynamics_run(images, y, recipe, n_classes, seed=seed, device=cfg.device, quiet=quiet)
+    scores = dynamics_scores(probs, y, aum, cfg.dynamics.aum_threshold)
+    part = {"train_accuracy": round(float((probs.argmax(axis=1) == y).mean()), 4), "judged": True, "reason": None,
+            "skill": {"tested": False, "why": "dynamics mode has no held-out predictions"}}
+    return probs, aum, knn, scores, part
+
+
+def _oof_scores(ws: Workspace, cfg: MislabelSettings, images: np.ndarray, y: np.ndarray, ids: np.ndarray,
                 classes: list[str], groups: np.ndarray, group_source: str, recipe: dict[str, Any], *, seed: int,
                 quiet: bool, log: Callable[[str], None]) -> tuple[Any, ...]:
     """The k-fold part of :func:`run_mislabel`: folds, OOF training (resumable), neighbours, the
@@ -143,18 +171,17 @@ def _oof_scores(ws: Workspace, cfg: dict[str, Any], images: np.ndarray, y: np.nd
     from curate.mislabel.scoring import knn_label_distribution
     from curate.mislabel.skill import skill_test
 
-    k, n_classes = int(cfg["folds"]), len(classes)
+    k, n_classes = cfg.folds, len(classes)
     folds = assign_folds(y, groups, k=k, seed=seed)
-    fp = fingerprint(ids, y, folds, recipe, seed, {"tta": bool(cfg["tta"]), "classes": classes})
+    fp = fingerprint(ids, y, folds, recipe, seed, {"tta": cfg.tta, "classes": classes})
     oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
-                  fingerprint_=fp, seed=seed, device=cfg["device"], tta=bool(cfg["tta"]), quiet=quiet, log=log)
+                  fingerprint_=fp, seed=seed, device=cfg.device, tta=cfg.tta, quiet=quiet, log=log)
     probs, aum = oof.probs, oof.aum
-    knn = knn_label_distribution(oof.embeddings, y, n_classes, k=int(cfg["knn"]["k"]), blocks=folds, groups=groups)
+    knn = knn_label_distribution(oof.embeddings, y, n_classes, k=cfg.knn.k, blocks=folds, groups=groups)
     accuracy = float((probs.argmax(axis=1) == y).mean())
     fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4) for f in range(k)}
-    verdict = skill_test(probs, y, folds, min_skill_p=float(cfg["min_skill_p"]), min_skill=float(cfg["min_skill"]),
-                         classes=classes)
-    save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=bool(cfg["tta"]),
+    verdict = skill_test(probs, y, folds, min_skill_p=cfg.min_skill_p, min_skill=cfg.min_skill, classes=classes)
+    save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=cfg.tta,
              fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
              judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
     extra = {} if oof.probs_final is None else {"probs_final": oof.probs_final.astype(np.float32)}
@@ -167,15 +194,17 @@ def _oof_scores(ws: Workspace, cfg: dict[str, Any], images: np.ndarray, y: np.nd
     return probs, aum, knn, score_oof(cfg, probs, y, knn=knn, aum=aum), part, verdict.headline
 
 
-def score_oof(cfg: dict[str, Any], probs: np.ndarray, y: np.ndarray, *, knn: np.ndarray | None,
+def score_oof(cfg: MislabelSettings | dict[str, Any], probs: np.ndarray, y: np.ndarray, *, knn: np.ndarray | None,
               aum: np.ndarray | None):
     """Score out-of-fold probabilities with the configured variant, after the class-prior balance
-    (``class_prior_power``, see :func:`curate.mislabel.scoring.class_balanced`)."""
+    (``class_prior_power``, see :func:`curate.mislabel.scoring.class_balanced`). ``cfg``: the mislabel
+    settings, or the whole section as a mapping (validated here)."""
     from curate.mislabel.scoring import class_balanced, score_variant
 
-    balanced = class_balanced(probs, float(cfg["class_prior_power"]))
-    return score_variant(cfg["variant"], balanced, y, knn=knn, aum=aum, knn_weight=float(cfg["knn"]["weight"]),
-                         aum_weight=float(cfg["aum_weight"]))
+    cfg = as_settings("mislabel", cfg)
+    balanced = class_balanced(probs, cfg.class_prior_power)
+    return score_variant(cfg.variant, balanced, y, knn=knn, aum=aum, knn_weight=cfg.knn.weight,
+                         aum_weight=cfg.aum_weight)
 
 
 def write_mislabel_findings(ws: Workspace, ids: np.ndarray, y: np.ndarray, classes: list[str], scores: Any,
@@ -263,15 +292,37 @@ def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | N
 
     Reads the OOF outputs of the last ``curate mislabel`` run and ``decisions.parquet``
     (``curate review pull``); see :mod:`curate.mislabel.feedback`. Relabelled images are flagged
-    with the reviewer's label, kept ones are cleared, and the rest move with their class pair's
-    reviewed error rate; the flag count stays confident learning's estimate.
+    with the reviewer's label, kept ones are cleared, their undecided duplicates move with them,
+    and (``rescore_strength`` > 0) the rest move with their class pair's reviewed error rate; the
+    flag count stays confident learning's estimate.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace holding the OOF outputs of a ``curate mislabel`` run (oof_probs.npy,
+        oof_index.parquet, oof_meta.json; CurateError without them). Its decisions.parquet holds the
+        reviewer's decisions (none: nothing decided, the plain ranking).
+    overrides : list of str or dict, optional
+        ``KEY=VALUE`` strings (``--set``) or a nested dict merged last over configs/mislabel.yaml. Used
+        here: the scoring settings (``variant``: combined | knn | margin | self_confidence | aum | cl;
+        ``knn.weight``, ``aum_weight``, ``class_prior_power``), ``ambiguity_ratio`` (default 0.5) and
+        ``rescore_strength`` (float >= 0, default 0: no class-pair shift). An unknown key is refused
+        (ConfigError, exit 2). Default None.
+    config_file : str or Path, optional
+        A YAML file merged over those defaults before ``overrides`` (``--config``). Default None.
+
+    Returns
+    -------
+    dict
+        ``decided``, ``confirmed_errors``, ``confirmed_labels``, ``reviewed_error_rate``,
+        ``by_duplicate``, ``flagged``, ``estimated_issues`` and the other findings counts.
     """
     from curate.mislabel.feedback import CORRECT, ERROR, UNKNOWN, outcomes_from_decisions, rescore
     from curate.mislabel.scoring import best_other_class, evidence_text, top_n_mask
     from curate.review.decisions import latest_decisions, read_decisions
 
     t0 = time.perf_counter()
-    cfg = load_config("mislabel", overrides, config_file)
+    cfg = load_settings("mislabel", overrides, config_file)
     probs, index, meta, signals = load_oof(ws)
     classes = list(meta["classes"])
     ids = index["image_id"].astype(str).to_numpy()
@@ -286,7 +337,7 @@ def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | N
     reviewer_label = latest["new_label"].astype(object).to_numpy()
     reviewer_class = np.array([classes.index(reviewer_label[i]) if outcome[i] == ERROR and reviewer_label[i] in classes
                                else (y[i] if outcome[i] == CORRECT else -1) for i in range(len(y))], np.int64)
-    result = rescore(base.score, y, other, outcome, len(classes), strength=float(cfg["rescore_strength"]),
+    result = rescore(base.score, y, other, outcome, len(classes), strength=cfg.rescore_strength,
                      groups=signals.get("groups"), reviewer_class=reviewer_class)
     errors = outcome == ERROR
     undecided = (outcome != ERROR) & (outcome != CORRECT)
@@ -308,10 +359,10 @@ def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | N
                "reviewed_error_rate": round(result.overall_rate, 4) if result.decided else None, "judged": judged}
     summary["by_duplicate"] = int(((result.group_class >= 0) & (outcome == UNKNOWN)).sum())
     summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
-                                           ambiguity_ratio=float(cfg["ambiguity_ratio"]),
+                                           ambiguity_ratio=cfg.ambiguity_ratio,
                                            certain=errors | by_duplicate))
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    ws.record_run("mislabel_rescore", seed=0, started=utc_now(), options=dict(cfg),
+    ws.record_run("mislabel_rescore", seed=0, started=utc_now(), options=cfg.to_dict(),
                   counts={"decided": result.decided, "flagged": summary["flagged"]})
     return summary
 

@@ -17,12 +17,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from curate.config import load_config
 from curate.errors import CurateError
 from curate.invocation import current_command
 from curate.labels import CLASS_TO_INDEX
 from curate.logs import get_logger
 from curate.mislabel.api import labelled_rows, run_mislabel
+from curate.settings import load_settings
 from curate.workspace import Workspace
 
 CONFUSABLE_PAIRS: tuple[tuple[str, str], ...] = (
@@ -98,8 +98,8 @@ def recovery_metrics(score: np.ndarray, flagged: np.ndarray, truth: np.ndarray, 
 
 
 def evaluate_variants(probs: np.ndarray, labels: np.ndarray, original: np.ndarray, kind: np.ndarray, *,
-                      knn: np.ndarray | None, aum: np.ndarray | None, knn_weight: float = 0.3,
-                      aum_weight: float = 0.5) -> dict[str, dict[str, float]]:
+                      knn: np.ndarray | None, aum: np.ndarray | None, knn_weight: float,
+                      aum_weight: float) -> dict[str, dict[str, float]]:
     """Metrics of every variant and of cleanlab's defaults, on the same probabilities."""
     from curate.mislabel.scoring import combine_probs, score_variant
 
@@ -201,7 +201,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
         ws, truth = make_flipped_copy(src, Path(out), subset=subset, flip_rate=flip_rate, seed=seed)
         log(f"flipped copy: {len(truth)} images, {(truth['kind'] > 0).sum()} flipped -> {ws.root}")
         summary = run_mislabel(ws, overrides=overrides, seed=seed, quiet=quiet, log=log)
-    cfg = load_config("mislabel", overrides)
+    cfg = load_settings("mislabel", overrides)
     probs = np.load(ws.path("oof_probs.npy"))
     signals = np.load(ws.path("mislabel") / "signals.npz")
     _, classes, given = labelled_rows(ws.manifest())
@@ -209,7 +209,7 @@ def run_bench(src: Workspace, out: Path, *, subset: int = 0, flip_rate: float = 
     original = truth["original"].map(lookup).to_numpy()
     kind = truth["kind"].to_numpy()
     results = evaluate_variants(probs, given, original, kind, knn=signals["knn"], aum=signals["aum"],
-                                knn_weight=float(cfg["knn"]["weight"]), aum_weight=float(cfg["aum_weight"]))
+                                knn_weight=cfg.knn.weight, aum_weight=cfg.aum_weight)
     clean_acc = float((probs.argmax(1) == original).mean())
     bench = {"images": int(len(truth)), "flipped": int((kind > 0).sum()), "flip_rate": flip_rate, "seed": seed,
              "subset": subset, "recipe": summary["recipe"], "folds": summary.get("folds"),

@@ -64,7 +64,7 @@ def rank01(values: np.ndarray) -> np.ndarray:
 
 
 def knn_label_distribution(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, *,
-                           k: int = 10, blocks: np.ndarray | None = None,
+                           k: int, blocks: np.ndarray | None = None,
                            groups: np.ndarray | None = None) -> np.ndarray:
     """(N, C) similarity-weighted label histogram of each image's ``k`` nearest neighbours.
 
@@ -116,7 +116,7 @@ class MislabelScores:
     variant: str
 
 
-def class_balanced(probs: np.ndarray, power: float = 1.0) -> np.ndarray:
+def class_balanced(probs: np.ndarray, power: float) -> np.ndarray:
     """Probabilities divided by each class's mean predicted probability to the ``power``, renormalised.
 
     A model trained on imbalanced labels gives a rare class (FER2013's disgust: 1.5% of the

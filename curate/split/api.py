@@ -322,12 +322,12 @@ def suggestion_confidence(ws: Workspace, findings: pd.DataFrame | None) -> pd.Se
     by image_id (None without OOF outputs)."""
     if findings is None or not ws.path("oof_probs.npy").exists():
         return None
-    from curate.config import load_config
     from curate.mislabel.api import load_oof
     from curate.mislabel.scoring import class_balanced
+    from curate.settings import load_settings
 
     probs, index, meta, _ = load_oof(ws)
-    balanced = class_balanced(probs, float(load_config("mislabel")["class_prior_power"]))
+    balanced = class_balanced(probs, load_settings("mislabel").class_prior_power)
     rows = findings[(findings["check"] == "mislabel") & findings["flagged"].astype(bool)]
     position = pd.Series(np.arange(len(index)), index=index["image_id"].astype(str).to_numpy())
     classes = {c: i for i, c in enumerate(meta["classes"])}
