@@ -8,8 +8,8 @@ The settings object is the one source of the section's values: callers read its
 attributes (``cfg.hash.radius``), already of the right type, and repeat no default.
 Settings still answer ``cfg["key"]`` for code that reads them as a mapping.
 
-Typed: dedupe, report, mislabel, ingest. The audit and split sections stay on the
-dict path (:func:`curate.config.load_config`) for now.
+Typed: every section with a YAML file in ``configs/`` (dedupe, report, mislabel, ingest,
+audit, split; :data:`SECTIONS`).
 """
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ class AtLeast:
 _KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
+def _kind(tp: Any) -> str:
+    """``tp`` in words, for a message."""
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(c) for c in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "a list"
+    return _KINDS.get(tp, str(tp))
+
+
 def _choices(tp: Any) -> str:
     return ", ".join(str(c) for c in typing.get_args(tp))
 
@@ -108,7 +117,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, a, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"{path}: expected {' or '.join(_KINDS.get(a, str(a)) for a in inner)}; got {value!r}")
+        raise ConfigError(f"{path}: expected {' or '.join(_kind(a) for a in inner)}; got {value!r}")
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
         if not isinstance(value, (list, tuple)):
@@ -319,8 +328,186 @@ class IngestSettings(Settings):
     label_map: dict[str, Union[str, int]]
 
 
+# ---------------------------------------------------------------- audit (configs/audit.yaml)
+
+NonNegative = Annotated[float, AtLeast(0)]
+"""A number field that must be >= 0."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdSettings(Settings):
+    """An image statistic flagged at ``threshold`` (blank, low_information, dark, light, low_contrast)."""
+
+    threshold: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BlurrySettings(Settings):
+    """``blurry``: score = 1 - sharpness / reference_sharpness."""
+
+    threshold: float
+    reference_sharpness: Annotated[float, AtLeast(1e-9)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedCheckSettings(Settings):
+    """A defect-model check on crops; rows scoring >= evidence_min x threshold get detector evidence."""
+
+    threshold: float
+    evidence_min: NonNegative
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoLearnedCheckSettings(Settings):
+    """``watermark``, ``cartoon``: the defect model on crops, the photo scorer on photos."""
+
+    threshold: float
+    evidence_min: NonNegative
+    photo_threshold: Union[Literal["model"], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoCheckSettings(Settings):
+    """``no_face``, ``multiple_faces``: photo scorers only (``model`` = the scorer's own threshold)."""
+
+    photo_threshold: Union[Literal["model"], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class NonFaceSettings(Settings):
+    """``non_face``: the defect model, the Haar face check of its top share, and the logistic fusion."""
+
+    threshold: float
+    evidence_min: NonNegative
+    face_check_share: NonNegative
+    face_found_factor: NonNegative
+    face_min_scale: NonNegative
+    fusion: bool
+    fusion_weights: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSettings(Settings):
+    """The Haar cascade that gives evidence (face box, eye-line roll)."""
+
+    upscale: Annotated[float, AtLeast(1)]
+    border: NonNegative
+    min_face: NonNegative
+
+
+@dataclasses.dataclass(frozen=True)
+class DefectModelSettings(Settings):
+    """The defect model of the learned checks (:mod:`curate.audit.defect_model`)."""
+
+    weights: Optional[str]
+    adapt: Literal["auto", "never", "always"]
+    adapt_min_images: Annotated[int, AtLeast(0)]
+    adapt_min_defect_rate: NonNegative
+    adapt_budget_s: NonNegative
+    adapt_n_clean: Annotated[int, AtLeast(1)]
+    adapt_per_defect: Annotated[int, AtLeast(1)]
+    adapt_epochs: Annotated[int, AtLeast(1)]
+    adapt_lr: NonNegative
+    n_clean: Annotated[int, AtLeast(1)]
+    n_per_defect: Annotated[int, AtLeast(1)]
+    min_per_defect: Annotated[int, AtLeast(1)]
+    epochs: Annotated[int, AtLeast(1)]
+    width: Annotated[float, AtLeast(1e-9)]
+    rounds: Annotated[int, AtLeast(1)]
+    first_round_epochs: Annotated[int, AtLeast(1)]
+    drop_share: NonNegative
+    mirror_tta: bool
+    mirror_share: NonNegative
+    device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditSettings(Settings):
+    """``curate audit``: the checks to run, how originals are read, and one section per check."""
+
+    checks: tuple[str, ...]
+    photo_model: str
+    use_originals: Literal["auto", "always", "never"]
+    quality_max_side: Annotated[int, AtLeast(1)]
+    chunk_size: Annotated[int, AtLeast(1)]
+    blank: ThresholdSettings
+    low_information: ThresholdSettings
+    dark: ThresholdSettings
+    light: ThresholdSettings
+    low_contrast: ThresholdSettings
+    blurry: BlurrySettings
+    non_face: NonFaceSettings
+    misaligned: LearnedCheckSettings
+    watermark: PhotoLearnedCheckSettings
+    cartoon: PhotoLearnedCheckSettings
+    no_face: PhotoCheckSettings
+    multiple_faces: PhotoCheckSettings
+    occlusion: LearnedCheckSettings
+    detector: DetectorSettings
+    model: DefectModelSettings
+
+
+# ---------------------------------------------------------------- split (configs/split.yaml)
+
+EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
+"""Formats of ``curate export`` / ``split.export``."""
+BALANCE_MODES = ("none", "undersample", "oversample", "class_weights")
+"""``split.balance``: how the train rows are balanced."""
+DUPLICATE_REMOVALS = ("drop_duplicate", "exclude_conflict", "drop_leak")
+"""dedupe's proposed actions that remove an image (``split.duplicates.actions``)."""
+MISLABEL_ACTIONS = {"confident": ("keep", "exclude", "relabel"), "other": ("keep", "exclude")}
+"""``split.mislabel.confident`` / ``split.mislabel.other``: what happens to flagged mislabel findings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitDuplicatesSettings(Settings):
+    """Which of dedupe's proposed actions the split applies."""
+
+    apply: bool
+    actions: tuple[Literal[DUPLICATE_REMOVALS], ...]
+    leak_guard: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFindingsSettings(Settings):
+    """Which flagged audit findings exclude an image."""
+
+    apply: bool
+    exclude_checks: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitMislabelSettings(Settings):
+    """What the split does with flagged mislabel findings."""
+
+    confident: Literal[MISLABEL_ACTIONS["confident"]]
+    relabel_min_probability: NonNegative
+    other: Literal[MISLABEL_ACTIONS["other"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSettings(Settings):
+    """``curate split``: the cleaning policy, the split fractions, balancing and exports."""
+
+    name: str
+    raw: bool
+    clean_test: bool
+    resplit_val: bool
+    val_fraction: float
+    test_fraction: float
+    decisions: bool
+    duplicates: SplitDuplicatesSettings
+    findings: SplitFindingsSettings
+    mislabel: SplitMislabelSettings
+    balance: Literal[BALANCE_MODES]
+    export: tuple[Literal[EXPORT_FORMATS], ...]
+    classes: Optional[Union[str, tuple[Any, ...]]]
+    exclude_no_face: bool
+
+
 SECTIONS: dict[str, type[Settings]] = {"dedupe": DedupeSettings, "report": ReportSettings,
-                                       "mislabel": MislabelSettings, "ingest": IngestSettings}
+                                       "mislabel": MislabelSettings, "ingest": IngestSettings,
+                                       "audit": AuditSettings, "split": SplitSettings}
 
 
 def _schema(section: str) -> type[Settings]:

@@ -10,7 +10,7 @@ from curate.audit.api import run_checks
 from curate.audit.base import AuditContext
 from curate.audit.checks_learned import text_region
 from curate.audit.faces import detect_face
-from curate.config import load_config
+from curate.settings import load_settings
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def faces(sample_ws_path):
 
 
 def _scores(images, checks, overrides=None, seed=0):
-    cfg = load_config("audit", overrides)
+    cfg = load_settings("audit", overrides)
     rows, _ = run_checks(images, [f"i{k}" for k in range(len(images))], checks, cfg, seed=seed)
     return {c: rows[rows["check"] == c] for c in checks}
 

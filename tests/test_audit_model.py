@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from curate.audit.defect_model import adapt_decision, defect_model_for
 from curate.audit.defect_weights import BUNDLED_WEIGHTS, load_weights, save_weights, sidecar_path
 from curate.audit.synthetic import DEFECT_CLASSES
-from curate.config import load_config
+from curate.settings import load_settings
 from curate.errors import CurateError
 
 TINY_TRAIN = ["model.n_clean=300", "model.n_per_defect=60", "model.min_per_defect=60", "model.epochs=1"]
@@ -25,7 +25,7 @@ def crops(sample_ws_path):
 
 
 def _model_cfg(*overrides: str) -> dict:
-    return load_config("audit", list(overrides) or None)["model"]
+    return load_settings("audit", list(overrides) or None).model
 
 
 def _no_training(monkeypatch):

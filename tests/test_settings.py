@@ -3,10 +3,11 @@ import dataclasses
 
 import pytest
 
-from curate.config import load_config
+from curate.config import configs_dir, load_config
 from curate.errors import ConfigError
-from curate.settings import (DedupeSettings, FacesSettings, IngestSettings, MislabelSettings, ReportSettings,
-                             as_settings, load_settings)
+from curate.settings import (SECTIONS, AuditSettings, DedupeSettings, DefectModelSettings, FacesSettings,
+                             IngestSettings, MislabelSettings, ReportSettings, SplitSettings, as_settings,
+                             load_settings)
 
 
 def test_dedupe_defaults_read_into_frozen_dataclasses():
@@ -54,14 +55,18 @@ def test_unknown_keys_still_refused():
 
 
 def test_section_without_schema_is_refused():
-    with pytest.raises(ConfigError, match="no typed settings for section 'audit'"):
-        load_settings("audit")
+    with pytest.raises(ConfigError, match="no typed settings for section 'train'"):
+        load_settings("train")
+
+
+def test_every_yaml_section_has_a_schema():
+    assert sorted(p.stem for p in configs_dir().glob("*.yaml")) == sorted(SECTIONS)
 
 
 # -- every typed section: defaults equal the YAML, overrides applied, unknown keys and bad values refused
 
 
-@pytest.mark.parametrize("section", ["dedupe", "report", "mislabel", "ingest"])
+@pytest.mark.parametrize("section", ["dedupe", "report", "mislabel", "ingest", "audit", "split"])
 def test_defaults_equal_the_yaml(section):
     s = load_settings(section)
     assert s.to_dict() == load_config(section)
@@ -163,3 +168,55 @@ def test_ingest_unknown_keys_refused_also_from_a_file(tmp_path):
     extra.write_text("imags: photos\n")
     with pytest.raises(ConfigError, match=r"ingest\.yaml: unknown option ingest\.imags"):
         load_settings("ingest", None, extra)
+
+
+def test_audit_settings():
+    s = load_settings("audit")
+    assert isinstance(s, AuditSettings) and isinstance(s.model, DefectModelSettings)
+    assert s.checks[:2] == ("blank", "low_information") and s.use_originals == "auto"
+    assert s.watermark.photo_threshold == "model" and s.model.weights == "bundled" and s.model.adapt == "auto"
+    assert isinstance(s.blank.threshold, float) and isinstance(s.model.adapt_budget_s, float)
+    assert dict(s.non_face.fusion_weights)["blank"] == 5.3342
+    s = load_settings("audit", ["watermark.photo_threshold=0.7", "model.weights=null", "non_face.fusion=false",
+                                "model.adapt_budget_s=60", "chunk_size=512"])
+    assert s.watermark.photo_threshold == 0.7 and s.model.weights is None and s.non_face.fusion is False
+    assert s.model.adapt_budget_s == 60.0 and isinstance(s.model.adapt_budget_s, float) and s.chunk_size == 512
+
+
+@pytest.mark.parametrize("override, message", [
+    ("use_originals=sometimes", r"audit\.use_originals: expected one of auto, always, never; got 'sometimes'"),
+    ("chunk_size=0", r"audit\.chunk_size: expected a number >= 1; got 0"),
+    ("blank.threshold=high", r"audit\.blank\.threshold: expected a number; got 'high'"),
+    ("watermark.photo_threshold=auto", r"audit\.watermark\.photo_threshold: expected 'model' or a number; got 'auto'"),
+    ("model.adapt=maybe", r"audit\.model\.adapt: expected one of auto, never, always; got 'maybe'"),
+    ("model.epochs=2.5", r"audit\.model\.epochs: expected an integer; got 2\.5"),
+    ("non_face.fusion_weights.blank=x", r"audit\.non_face\.fusion_weights\.blank: expected a number; got 'x'"),
+    ("checks=blank", r"audit\.checks: expected a list; got 'blank'"),
+])
+def test_audit_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings("audit", [override])
+
+
+def test_split_settings():
+    s = load_settings("split")
+    assert isinstance(s, SplitSettings)
+    assert (s.name, s.balance, s.export, s.classes) == ("cleaned", "none", (), None)
+    assert (s.mislabel.confident, s.mislabel.other, s.mislabel.relabel_min_probability) == ("relabel", "exclude", 0.8)
+    assert s.duplicates.actions == ("drop_duplicate", "exclude_conflict", "drop_leak")
+    s = load_settings("split", ["classes=happy,sad", "export=[csv, parquet]", "val_fraction=0.2"])
+    assert s.classes == "happy,sad" and s.export == ("csv", "parquet") and s.val_fraction == 0.2
+    assert load_settings("split", ["classes=[happy, sad]"]).classes == ("happy", "sad")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("balance=sideways", r"split\.balance: expected one of none, undersample, oversample, class_weights"),
+    ("export=[tfrecord]", r"split\.export\[0\]: expected one of imagefolder, csv, parquet; got 'tfrecord'"),
+    ("mislabel.other=relabel", r"split\.mislabel\.other: expected one of keep, exclude; got 'relabel'"),
+    ("mislabel.relabel_min_probability=-1", r"split\.mislabel\.relabel_min_probability: expected a number >= 0"),
+    ("duplicates.actions=[drop_all]", r"split\.duplicates\.actions\[0\]: expected one of drop_duplicate"),
+    ("raw=yes please", r"split\.raw: expected true or false; got 'yes please'"),
+])
+def test_split_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings("split", [override])

@@ -102,7 +102,7 @@ def test_classes_option_on_the_command_line_and_refusals(photo_ws):
     assert json.loads(res.stdout)["classes"] == ["happy", "sad"]  # happyv2 -> happy
     res = runner.invoke(app, ["split", "-w", root, "--classes", "happy,sadd", "-q"])
     assert res.exit_code == 2 and "'sadd' is not a label of this workspace" in res.output
-    with pytest.raises(CurateError, match="expected a list"):
+    with pytest.raises(CurateError, match="split.classes: expected a string or a list; got 3"):
         build_split(photo_ws, classes=3, quiet=True)
 
 

@@ -62,7 +62,7 @@ def test_split_and_export_cli(sample_ws):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["exports"]["csv"].endswith("raw_fer2013.csv")
     res = runner.invoke(app, ["split", "-w", root, "--balance", "sideways", "-q"])
-    assert res.exit_code != 0 and "balance mode" in res.output
+    assert res.exit_code != 0 and "split.balance" in res.output
     res = runner.invoke(app, ["split", "-w", root, "--set", "nonsense=1", "-q"])
     assert res.exit_code == 2 and "unknown option" in res.output
     runs = Workspace(root).info()["runs"]

@@ -166,7 +166,7 @@ def test_latest_decision_wins_by_timestamp_not_file_order():
 
 
 def test_bad_inputs_refused(sample_ws):
-    with pytest.raises(CurateError, match="export format"):
+    with pytest.raises(CurateError, match="split.export"):
         build_split(sample_ws, export=["tfrecord"], quiet=True)
     with pytest.raises(CurateError, match="no split named"):
         read_split(sample_ws, "nope")

@@ -7,7 +7,7 @@ benchmark); :func:`audit` adds the workspace I/O, the findings write and the run
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,19 +16,19 @@ from curate.audit.base import AuditContext
 from curate.audit.checks_photo import PhotoData
 from curate.audit.registry import ALL_CHECKS, CHECKS, PHOTO_CHECKS, WORKSPACE_CHECKS, resolve_checks
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE
-from curate.config import load_config
 from curate.errors import CurateError
 from curate.findings import make_findings, write_findings
 from curate.ingest.originals import load_original
 from curate.logs import get_logger
 from curate.progress import chunks
+from curate.settings import AuditSettings, as_settings, load_settings
 from curate.workspace import Workspace, utc_now
 
 
 def _score_rows(check, ctx: AuditContext, rows: np.ndarray, scores: np.ndarray, evidence: list[str]) -> None:
     """Score ``rows`` in chunks into ``scores``/``evidence``; a chunk that raises is retried image
     by image, and an image that still fails gets NaN and "error: ..."."""
-    size = int(ctx.config.get("chunk_size", 4096))
+    size = ctx.config.chunk_size
     for sl in chunks(len(rows), size):
         part = rows[sl]
         try:
@@ -88,7 +88,8 @@ def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
                          [evidence[i] for i in keep])
 
 
-def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | None, config: dict[str, Any], *,
+def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | None,
+               config: AuditSettings | Mapping[str, Any], *,
                seed: int = 0, quiet: bool = True, load_original=None, photo=None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Run ``names`` on uint8 crops (and ``photo`` records); returns (findings rows, seconds per check).
 
@@ -103,8 +104,9 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
         non_face, misaligned, watermark, cartoon, occlusion`` (and the photo checks ``no_face,
         multiple_faces``); None, [] or ["all"] = every default-enabled check. Workspace checks
         (``mislabel``) are refused here (CurateError, exit 2): they run through :func:`run_audit`.
-    config : dict
-        The audit settings, as ``load_config("audit")`` returns them.
+    config : AuditSettings or mapping
+        The audit settings (``load_settings("audit")``); a whole mapping such as ``load_config("audit")``
+        returns is validated like a loaded section (ConfigError naming the key).
     seed : int, default=0
         Seed of the checks that sample or train (same seed, same findings).
     quiet : bool, default=True
@@ -116,15 +118,15 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
         The face stage's records of a photo workspace (:func:`photo_records`); None = face crops only,
         photo checks judge nothing. Default None.
     """
-    ctx = AuditContext(images=images, image_ids=[str(i) for i in image_ids], config=config, seed=seed,
-                       quiet=quiet, load_original=load_original, photo=photo)
-    frames, seconds = [], {}
     names = resolve_checks(names)
     staged = [n for n in names if n in WORKSPACE_CHECKS]
     if staged:
         raise CurateError(f"workspace check(s) {', '.join(staged)} run on the whole workspace by their own stage, "
                           f"not on image arrays: use run_audit or `curate audit --checks {','.join(staged)}`",
                           exit_code=2)
+    ctx = AuditContext(images=images, image_ids=[str(i) for i in image_ids], config=as_settings("audit", config),
+                       seed=seed, quiet=quiet, load_original=load_original, photo=photo)
+    frames, seconds = [], {}
     for name in names:
         t0 = time.perf_counter()
         frames.append(run_check(name, ctx))
@@ -208,14 +210,14 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
     """
     started = utc_now()
     t0 = time.perf_counter()
-    cfg = load_config("audit", overrides, config_file)
-    names = resolve_checks(checks if checks is not None else cfg.get("checks"))
+    cfg = load_settings("audit", overrides, config_file)
+    names = resolve_checks(checks if checks is not None else list(cfg.checks))
     ws = Workspace.open(ws.root) if not ws.exists() else ws
     manifest = ws.manifest()
     if len(manifest) == 0:
         raise CurateError(f"{ws.root}: the workspace holds no images; ingest some first")
     images = ws.pixels()
-    loader = originals_loader(ws, str(cfg.get("use_originals", "auto")), 2 * int(cfg.get("quality_max_side", 128)))
+    loader = originals_loader(ws, cfg.use_originals, 2 * cfg.quality_max_side)
     photo = photo_records(ws)
     skipped = [n for n in names if photo is None and n in PHOTO_CHECKS and n not in CHECKS]
     names = [n for n in names if n not in skipped]
@@ -313,11 +315,11 @@ def render_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def list_checks(config: dict[str, Any] | None = None,
+def list_checks(config: AuditSettings | None = None,
                 own_overrides: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Every registered check with its description and default options (a workspace check's
     from its own config file, with ``own_overrides[name]`` applied)."""
-    cfg = config if config is not None else load_config("audit")
+    cfg = config if config is not None else load_settings("audit")
     out = []
     for name in ALL_CHECKS:
         if name in WORKSPACE_CHECKS:
@@ -327,6 +329,7 @@ def list_checks(config: dict[str, Any] | None = None,
             continue
         variants = [c for c in (CHECKS.get(name), PHOTO_CHECKS.get(name)) if c is not None]
         out.append({"name": name, "description": " | photos: ".join(c.description for c in variants),
-                    "judged_on": "+".join(c.applies_to for c in variants), "defaults": cfg.get(name, {})})
+                    "judged_on": "+".join(c.applies_to for c in variants),
+                    "defaults": cfg[name].to_dict() if name in cfg else {}})
     return out
 

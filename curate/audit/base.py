@@ -6,6 +6,8 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from curate.settings import AuditSettings, Settings
+
 
 @dataclass
 class AuditContext:
@@ -18,7 +20,7 @@ class AuditContext:
 
     images: np.ndarray
     image_ids: list[str]
-    config: dict[str, Any]
+    config: AuditSettings
     seed: int = 0
     quiet: bool = True
     load_original: Callable[[int], np.ndarray] | None = None
@@ -44,9 +46,9 @@ class AuditContext:
             self.cache[key] = compute()
         return self.cache[key]
 
-    def params(self, check: str) -> dict[str, Any]:
-        """The config section of ``check``."""
-        return dict(self.config.get(check, {}))
+    def params(self, check: str) -> Settings | None:
+        """The settings section of ``check`` (configs/audit.yaml), None for a check without one."""
+        return self.config.get(check)
 
 
 class Check:
@@ -66,12 +68,13 @@ class Check:
     default_enabled: ClassVar[bool] = True
     """False: an opt-in check, run only when named (``--checks NAME``), never by default or "all"."""
 
-    def __init__(self, params: dict[str, Any]):
+    def __init__(self, params: Any):
         self.params = params
+        """The check's settings section (e.g. :class:`curate.settings.ThresholdSettings`)."""
 
     @property
     def threshold(self) -> float:
-        return float(self.params["threshold"])
+        return self.params.threshold
 
     def score(self, ctx: AuditContext, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         raise NotImplementedError

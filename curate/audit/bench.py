@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from curate.audit import bench_defects as D
-from curate.config import load_config
+from curate.settings import AuditSettings, DefectModelSettings, Settings, load_settings
 from curate.errors import CurateError
 from curate.workspace import Workspace, coerce_manifest
 
@@ -233,7 +233,7 @@ def fit_non_face_fusion(ws: Workspace, findings: pd.DataFrame, truth: pd.DataFra
             "negatives": int(negative.sum()), "image_id": part["image_id"].to_numpy(), "x": x}
 
 
-def model_record(model_cfg: dict[str, Any], images: np.ndarray, ids: list[str], halves: dict[str, np.ndarray],
+def model_record(model_cfg: DefectModelSettings, images: np.ndarray, ids: list[str], halves: dict[str, np.ndarray],
                  limited: bool) -> dict[str, Any]:
     """Which defect model the benchmark runs and whether it could have seen the reporting half.
 
@@ -243,7 +243,7 @@ def model_record(model_cfg: dict[str, Any], images: np.ndarray, ids: list[str], 
     from curate.audit.defect_model import is_scratch
     from curate.audit.defect_weights import BUNDLED_WEIGHTS, ids_digest, pixels_digest, read_sidecar
 
-    weights = str(model_cfg.get("weights", "bundled")).strip()
+    weights = str(model_cfg.weights).strip()
     if is_scratch(weights):
         return {"weights": "none", "leak_free": True,
                 "text": "trained from scratch on each half's own workspace (`model.weights: none`), injected images "
@@ -304,7 +304,7 @@ def _base_workspace(data: Path, scratch: Path, quiet: bool) -> Workspace:
 
 
 def _tune_fusion(ws: Workspace, findings: pd.DataFrame, truth: pd.DataFrame, ev: dict[str, Any],
-                 cfg: dict[str, Any]) -> dict[str, Any]:
+                 cfg: AuditSettings) -> dict[str, Any]:
     """On the tuning half: fit the non_face fusion weights and put the fused score's threshold at the
     target FPR into ``ev``'s suggested thresholds; the fusion record (whether the config already has it)."""
     from curate.audit.checks_learned import fuse_non_face
@@ -313,12 +313,11 @@ def _tune_fusion(ws: Workspace, findings: pd.DataFrame, truth: pd.DataFrame, ev:
     fused = pd.Series(fuse_non_face(fusion.pop("x"), fusion["weights"]), index=fusion.pop("image_id"))
     neg = truth[(truth["kind"] == "untouched") & truth["reviewed_issue"].isna()]["image_id"]
     ev["suggested_thresholds"]["non_face"] = round(float(np.quantile(fused[neg], 1 - TARGET_FPR["non_face"])), 4)
-    fusion["config_matches"] = {k: float(v) for k, v in cfg["non_face"]["fusion_weights"].items()} == \
-        fusion["weights"]
+    fusion["config_matches"] = dict(cfg.non_face.fusion_weights) == fusion["weights"]
     return fusion
 
 
-def _time_all_checks(timing_ws: Workspace, manifest: pd.DataFrame, images: np.ndarray, cfg: dict[str, Any],
+def _time_all_checks(timing_ws: Workspace, manifest: pd.DataFrame, images: np.ndarray, cfg: AuditSettings,
                      overrides: list[str] | None, seed: int, quiet: bool) -> dict[str, Any]:
     """Every check timed on all the images (one audit run on a workspace of them), with the load around it."""
     from curate.audit.api import audit
@@ -329,7 +328,7 @@ def _time_all_checks(timing_ws: Workspace, manifest: pd.DataFrame, images: np.nd
     load0 = os.getloadavg()
     run = audit(timing_ws, None, overrides=overrides, seed=seed, quiet=quiet)
     return {"images": run["images"], "seconds": round(time.perf_counter() - t0, 1),
-            "model_choice": model_choice(images, cfg["model"], seed=seed),
+            "model_choice": model_choice(images, cfg.model, seed=seed),
             "seconds_per_check": run["seconds_per_check"],
             "load_before": [round(x, 2) for x in load0],
             "load_after": [round(x, 2) for x in os.getloadavg()],
@@ -356,12 +355,12 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
     if limit:
         images, ids = images[:limit], ids[:limit]
     halves = bench_halves(len(ids), seed)
-    cfg = load_config("audit", overrides)
-    thresholds = {k: v["threshold"] for k, v in cfg.items() if isinstance(v, dict) and "threshold" in v}
+    cfg = load_settings("audit", overrides)
+    thresholds = {k: cfg[k].threshold for k in cfg.keys() if isinstance(cfg[k], Settings) and "threshold" in cfg[k]}
     review = load_reviewed(reviewed)
     from curate.audit.defect_model import model_choice
 
-    model = model_record(cfg["model"], images, ids, halves, limited=bool(limit) and limit < len(base.manifest()))
+    model = model_record(cfg.model, images, ids, halves, limited=bool(limit) and limit < len(base.manifest()))
     if shift:
         images = apply_shift(images, shift)
     result: dict[str, Any] = {"data": str(data), "images": len(ids), "per_type": per_type, "seed": seed,
@@ -370,7 +369,7 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
                               "reviewed": {"file": str(reviewed) if reviewed else None, "images": len(review),
                                            "by_issue": pd.Series(review).value_counts().to_dict() if review else {}},
                               "model": model}
-    fuse = bool(cfg.get("non_face", {}).get("fusion", False))
+    fuse = cfg.non_face.fusion
     fusion: dict[str, Any] | None = None
     for h, (name, rows) in enumerate(halves.items()):
         ws, truth = build_workspace(scratch / f"ws-{name}", images[rows], [ids[i] for i in rows], per_type,
@@ -388,7 +387,7 @@ def run_bench(data: Path, *, out: Path, scratch: Path, per_type: int = 300, limi
             result["non_face_fusion"] = fusion
         ev.update(images=int(len(truth)), untouched=int(len(rows)), seconds=summary["seconds"],
                   seconds_per_check=summary["seconds_per_check"],
-                  model_choice=model_choice(np.asarray(ws.pixels()), cfg["model"], seed=seed + h))
+                  model_choice=model_choice(np.asarray(ws.pixels()), cfg.model, seed=seed + h))
         result["halves"][name] = ev
     if timing:
         result["timing"] = _time_all_checks(Workspace(scratch / "ws-timing"), base.manifest().iloc[: len(ids)], images,

@@ -32,7 +32,7 @@ def defect_probs(ctx: AuditContext) -> np.ndarray:
         # what the model learns as "clean" comes only from real face crops (photos the face
         # stage found no face in are left out), and it scores every image
         clean = ctx.images if ctx.photo is None else np.asarray(ctx.images)[ctx.crop_rows]
-        model = ctx.shared("defect_model", lambda: defect_model_for(clean, ctx.config["model"],
+        model = ctx.shared("defect_model", lambda: defect_model_for(clean, ctx.config.model,
                                                                    seed=ctx.seed, quiet=ctx.quiet))
         return model.predict_proba(ctx.images, quiet=ctx.quiet)
 
@@ -47,9 +47,8 @@ def face_box(ctx: AuditContext, row: int) -> FaceBox:
     """Haar face box of one crop (cached per run)."""
     cache = ctx.cache.setdefault("face_boxes", {})
     if row not in cache:
-        p = ctx.config.get("detector", {})
-        cache[row] = detect_face(np.asarray(ctx.images[row]), upscale=float(p.get("upscale", 2.0)),
-                                 border=float(p.get("border", 0.25)), min_face=float(p.get("min_face", 0.4)))
+        p = ctx.config.detector
+        cache[row] = detect_face(np.asarray(ctx.images[row]), upscale=p.upscale, border=p.border, min_face=p.min_face)
     return cache[row]
 
 
@@ -83,7 +82,7 @@ class _LearnedCheck(Check):
             raise
         scores = probs[rows, self._column(ctx)].astype(np.float64)
         scores = self.adjust(ctx, rows, scores)
-        need = scores >= float(self.params.get("evidence_min", 0.5)) * self.threshold
+        need = scores >= self.params.evidence_min * self.threshold
         evidence = [self.evidence(ctx, int(r), float(s)) if n else f"model p={s:.2f}"
                     for r, s, n in zip(rows, scores, need)]
         return scores, evidence
@@ -134,14 +133,13 @@ class NonFace(_LearnedCheck):
 
     def adjust(self, ctx, rows, scores):
         scores = self._detector(ctx, rows, scores)
-        if not self.params.get("fusion", False) or len(scores) == 0:
+        if not self.params.fusion or len(scores) == 0:
             return scores
         features = non_face_features(scores, np.asarray(ctx.images[rows]))
-        return fuse_non_face(features, self.params["fusion_weights"])
+        return fuse_non_face(features, self.params.fusion_weights)
 
     def _detector(self, ctx, rows, scores):
-        factor = float(self.params.get("face_found_factor", 1.0))
-        share = float(self.params.get("face_check_share", 0.0))
+        factor, share = self.params.face_found_factor, self.params.face_check_share
         if factor >= 1.0 or share <= 0 or len(scores) == 0:
             return scores
         all_scores = np.asarray(defect_probs(ctx)[:, self._column(ctx)], np.float64)
@@ -149,7 +147,7 @@ class NonFace(_LearnedCheck):
         out = scores.copy()
         for i in np.flatnonzero(scores >= floor):
             box = face_box(ctx, int(rows[i]))
-            if box.found and box.scale(ctx.images.shape[1]) >= float(self.params.get("face_min_scale", 0.45)):
+            if box.found and box.scale(ctx.images.shape[1]) >= self.params.face_min_scale:
                 out[i] = scores[i] * factor
         return out
 

@@ -70,13 +70,13 @@ class _PhotoCheck(Check):
 
 class _LearnedPhotoCheck(_PhotoCheck):
     def scorer(self, ctx: AuditContext):
-        scorers, _ = ctx.shared("photo_scorers", lambda: load_scorers(ctx.config.get("photo_model")))
+        scorers, _ = ctx.shared("photo_scorers", lambda: load_scorers(ctx.config.photo_model))
         return scorers[self.name]
 
     @property
     def threshold(self) -> float:
-        value = self.params.get("photo_threshold", "model")
-        return float(self._model_threshold if value == "model" else value)
+        value = self.params.photo_threshold
+        return float(self._model_threshold) if value == "model" else value
 
     def score(self, ctx: AuditContext, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         data, pos = photo(ctx), self.positions(ctx, rows)

@@ -18,7 +18,7 @@ def quality_images(ctx: AuditContext, rows: np.ndarray) -> list[np.ndarray]:
     if ctx.load_original is None:
         return [np.asarray(ctx.images[rows])]
     cache = ctx.shared("quality_originals", lambda: {})
-    limit = int(ctx.config.get("quality_max_side", 128))
+    limit = ctx.config.quality_max_side
     missing = [int(r) for r in rows if int(r) not in cache]
     if missing:  # decoded once per run for all six statistics, on all usable cores
         from concurrent.futures import ThreadPoolExecutor
@@ -115,7 +115,7 @@ class Blurry(_QualityCheck):
 
     def stat(self, batch):
         sharp = q.sharpness(batch)
-        ref = float(self.params.get("reference_sharpness", 1.0))
+        ref = self.params.reference_sharpness
         return 1.0 - np.minimum(sharp / ref, 1.0), [f"sharpness {v:.3f} (reference {ref:g})" for v in sharp]
 
 

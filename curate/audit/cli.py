@@ -65,12 +65,12 @@ def audit(
     `--checks mislabel` adds the cross-validated mislabel check (same as `curate mislabel`).
     """
     from curate.audit.api import list_checks, run_audit, split_overrides
-    from curate.config import load_config
+    from curate.settings import load_settings
     from curate.workspace import Workspace
 
     if list_:
         audit_set, own_sets = split_overrides(set_ or [])
-        emit({"checks": list_checks(load_config("audit", audit_set, config), own_sets)}, as_json, _render_list,
+        emit({"checks": list_checks(load_settings("audit", audit_set, config), own_sets)}, as_json, _render_list,
              False)
         return
     names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None

@@ -31,6 +31,7 @@ from curate.audit.defect_net import DefectModel
 from curate.audit.defect_weights import BUNDLED_WEIGHTS, load_weights
 from curate.audit.synthetic import DEFECT_CLASSES, make_training_set
 from curate.errors import CurateError
+from curate.settings import DefectModelSettings
 
 RECIPE: dict[str, Any] = {
     "name": "defect_model",
@@ -54,56 +55,51 @@ RECIPE: dict[str, Any] = {
 """Trainer recipe of the defect model; ``model.epochs`` / ``model.width`` in configs/audit.yaml override it."""
 
 
-def recipe_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The trainer recipe with the audit config's overrides (epochs, width, batch_size, lr)."""
-    recipe = dict(RECIPE, model_args=dict(RECIPE["model_args"]))
-    for key in ("epochs", "batch_size", "lr"):
-        if cfg.get(key) is not None:
-            recipe[key] = type(RECIPE[key])(cfg[key])
-    if cfg.get("width") is not None:
-        recipe["model_args"]["width"] = float(cfg["width"])
-    return recipe
+def recipe_from_config(cfg: DefectModelSettings) -> dict[str, Any]:
+    """The trainer recipe with the ``model`` settings' epochs and width."""
+    return dict(RECIPE, epochs=cfg.epochs, model_args=dict(RECIPE["model_args"], width=cfg.width))
 
 
-def _training_size(n_images: int, cfg: dict[str, Any]) -> tuple[int, int]:
+def _training_size(n_images: int, cfg: DefectModelSettings) -> tuple[int, int]:
     """(clean, per-defect) example counts: the configured ones, scaled down for small workspaces."""
-    n_clean = min(int(cfg["n_clean"]), n_images)
-    n_defect = min(int(cfg["n_per_defect"]), max(int(cfg.get("min_per_defect", 200)), n_images // 4))
+    n_clean = min(cfg.n_clean, n_images)
+    n_defect = min(cfg.n_per_defect, max(cfg.min_per_defect, n_images // 4))
     return n_clean, n_defect
 
 
-def train_defect_model(images: np.ndarray, cfg: dict[str, Any], *, seed: int, quiet: bool = True) -> DefectModel:
+def train_defect_model(images: np.ndarray, cfg: DefectModelSettings, *, seed: int,
+                       quiet: bool = True) -> DefectModel:
     """Fit the defect model on ``images`` (uint8 (N,S,S), the workspace's crops).
 
-    ``cfg`` keys: n_clean, n_per_defect, min_per_defect, epochs, width, rounds, first_round_epochs,
-    drop_share, mirror_tta, device.
+    ``cfg``: the audit's ``model`` settings (n_clean, n_per_defect, min_per_defect, epochs, width,
+    rounds, first_round_epochs, drop_share, mirror_tta, mirror_share, device are used).
     """
     from curate.train.trainer import fit, resolve_device
 
     t0 = time.perf_counter()
     images = np.asarray(images)
     recipe = recipe_from_config(cfg)
-    device = str(resolve_device(str(cfg.get("device", "auto"))))
+    device = str(resolve_device(cfg.device))
     n_clean, n_defect = _training_size(len(images), cfg)
     exclude = np.zeros(len(images), bool)
-    rounds = max(1, int(cfg.get("rounds", 1)))
+    rounds = cfg.rounds
     info: dict[str, Any] = {"rounds": []}
     model = None
     for r in range(rounds):
         x, y = make_training_set(images, n_clean=n_clean, n_per_defect=n_defect, seed=seed + 1 + r,
                                  size=recipe["image_size"], exclude=exclude)
         last = r + 1 == rounds
-        epochs = recipe["epochs"] if last else int(cfg.get("first_round_epochs") or recipe["epochs"])
+        epochs = recipe["epochs"] if last else cfg.first_round_epochs
         result = fit(x, y, dict(recipe, epochs=epochs), num_classes=len(DEFECT_CLASSES), seed=seed + r,
                      device=device, quiet=quiet)
-        model = DefectModel(net=result.model, device=device, mirror_tta=bool(cfg.get("mirror_tta", True)),
-                            mirror_share=float(cfg.get("mirror_share", 1.0)), image_size=int(recipe["image_size"]))
+        model = DefectModel(net=result.model, device=device, mirror_tta=cfg.mirror_tta,
+                            mirror_share=cfg.mirror_share, image_size=int(recipe["image_size"]))
         info["rounds"].append({"examples": int(len(x)), "train_acc": round(result.history[-1]["train_acc"], 4),
                                "seconds": result.seconds, "images_per_s": result.images_per_s})
         if not last:  # drop the likeliest real defects from the next round's clean pool
             p = model.predict_proba(images, quiet=quiet)
             defect = 1.0 - p[:, 0]
-            k = int(round(float(cfg.get("drop_share", 0.03)) * len(images)))
+            k = int(round(cfg.drop_share * len(images)))
             if k:
                 exclude[np.argsort(-defect, kind="stable")[:k]] = True
     info.update(train_examples=info["rounds"][-1]["examples"], train_seconds=round(time.perf_counter() - t0, 2),
@@ -111,9 +107,6 @@ def train_defect_model(images: np.ndarray, cfg: dict[str, Any], *, seed: int, qu
                 source="trained from scratch on the workspace (model.weights: none)")
     model.info = info
     return model
-
-
-ADAPT_MODES = ("auto", "never", "always")
 
 
 def defect_rate(model: DefectModel, images: np.ndarray, *, seed: int, sample: int = 2000) -> float:
@@ -126,7 +119,8 @@ def defect_rate(model: DefectModel, images: np.ndarray, *, seed: int, sample: in
     return float(np.mean(p[:, list(model.classes).index("clean")] < 0.5))
 
 
-def adapt_decision(model: DefectModel, images: np.ndarray, cfg: dict[str, Any], *, seed: int) -> dict[str, Any]:
+def adapt_decision(model: DefectModel, images: np.ndarray, cfg: DefectModelSettings, *,
+                   seed: int) -> dict[str, Any]:
     """Whether to fine-tune a loaded model on this workspace, and why (``model.adapt``: auto | never | always).
 
     ``auto`` adapts when the workspace holds at least ``adapt_min_images`` crops and the loaded
@@ -136,20 +130,18 @@ def adapt_decision(model: DefectModel, images: np.ndarray, cfg: dict[str, Any], 
     bad images but crops unlike its training data (framing, size, lighting: 92% for FER2013
     framed 1/6 tighter). The fine-tune itself is capped at ``adapt_budget_s``.
     """
-    mode = str(cfg.get("adapt", "auto"))
-    if mode not in ADAPT_MODES:
-        raise CurateError(f"model.adapt must be one of {', '.join(ADAPT_MODES)}, not {mode!r}", exit_code=2)
+    mode = cfg.adapt
     n = len(images)
     out: dict[str, Any] = {"mode": mode, "images": n}
     if mode == "never":
         return dict(out, adapt=False, reason="model.adapt is never")
     if mode == "always":
         return dict(out, adapt=True, reason="model.adapt is always")
-    min_images = int(cfg.get("adapt_min_images", 5000))
+    min_images = cfg.adapt_min_images
     if n < min_images:
         return dict(out, adapt=False, reason=f"{n:,} images < model.adapt_min_images={min_images:,}")
     rate = defect_rate(model, images, seed=seed)
-    floor = float(cfg.get("adapt_min_defect_rate", 0.5))
+    floor = cfg.adapt_min_defect_rate
     out["defect_rate"] = round(rate, 4)
     if rate < floor:
         return dict(out, adapt=False, reason=f"the model calls {rate:.1%} of a sample defects (< "
@@ -158,7 +150,7 @@ def adapt_decision(model: DefectModel, images: np.ndarray, cfg: dict[str, Any], 
     return dict(out, adapt=True, reason=f"the model calls {rate:.1%} of a sample defects (>= {floor:.0%})")
 
 
-def adapt_defect_model(model: DefectModel, images: np.ndarray, cfg: dict[str, Any], *, seed: int,
+def adapt_defect_model(model: DefectModel, images: np.ndarray, cfg: DefectModelSettings, *, seed: int,
                        quiet: bool = True) -> DefectModel:
     """Fine-tune a copy of ``model`` on the workspace: its crops as clean + synthetic defects made from them.
 
@@ -182,22 +174,22 @@ def adapt_defect_model(model: DefectModel, images: np.ndarray, cfg: dict[str, An
         raise CurateError(f"cannot adapt a defect model with classes {model.classes}; "
                           f"the synthetic generators make {DEFECT_CLASSES}")
     t0 = time.perf_counter()
-    budget = float(cfg.get("adapt_budget_s", 120))
+    budget = cfg.adapt_budget_s
     n = len(images)
-    n_clean = min(int(cfg.get("adapt_n_clean", 6000)), n)
-    n_defect = min(int(cfg.get("adapt_per_defect", 1200)), max(int(cfg.get("min_per_defect", 200)), n // 4))
+    n_clean = min(cfg.adapt_n_clean, n)
+    n_defect = min(cfg.adapt_per_defect, max(cfg.min_per_defect, n // 4))
     x, y = make_training_set(images, n_clean=n_clean, n_per_defect=n_defect, seed=seed + 101,
                              size=model.image_size)
     dev = resolve_device(model.device)
     if dev.type == "cpu":
         configure_threads(0)
     net = copy.deepcopy(model.net).to(dev).train()
-    lr = float(cfg.get("adapt_lr", 0.01))
+    lr = cfg.adapt_lr
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     aug = augment_params(RECIPE["augment"])
     bs = int(RECIPE["batch_size"])
     steps_per_epoch = max(1, len(x) // bs)
-    planned = steps_per_epoch * max(1, int(cfg.get("adapt_epochs", 2)))
+    planned = steps_per_epoch * cfg.adapt_epochs
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 404)
     torch.manual_seed(seed * 7_919 + 405)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -250,16 +242,17 @@ def weights_path(weights: Any) -> Path:
     return BUNDLED_WEIGHTS if str(weights).strip() == "bundled" else Path(str(weights).strip()).expanduser()
 
 
-def model_choice(images: np.ndarray, cfg: dict[str, Any], *, seed: int) -> dict[str, Any]:
+def model_choice(images: np.ndarray, cfg: DefectModelSettings, *, seed: int) -> dict[str, Any]:
     """What :func:`defect_model_for` decides for ``images`` (weights, adapt or not and why), without adapting."""
-    if is_scratch(cfg.get("weights", "bundled")):
+    if is_scratch(cfg.weights):
         return {"weights": "none", "adapt": False, "reason": "trained from scratch on the workspace"}
-    path = weights_path(cfg.get("weights", "bundled"))
-    model = load_weights(path, mirror_tta=bool(cfg.get("mirror_tta", True)))
+    path = weights_path(cfg.weights)
+    model = load_weights(path, mirror_tta=cfg.mirror_tta)
     return {"weights": path.name, **adapt_decision(model, images, cfg, seed=seed)}
 
 
-def defect_model_for(images: np.ndarray, cfg: dict[str, Any], *, seed: int, quiet: bool = True) -> DefectModel:
+def defect_model_for(images: np.ndarray, cfg: DefectModelSettings, *, seed: int,
+                     quiet: bool = True) -> DefectModel:
     """The defect model of one audit run, as ``model.weights`` / ``model.adapt`` say.
 
     ``weights: bundled`` (default) loads the package's model, ``weights: PATH`` another file
@@ -272,13 +265,13 @@ def defect_model_for(images: np.ndarray, cfg: dict[str, Any], *, seed: int, quie
 
     t0 = time.perf_counter()
     apply_threads()  # --threads / CURATE_THREADS / the usable cores, for scoring and adapting alike
-    weights = cfg.get("weights", "bundled")
+    weights = cfg.weights
     if is_scratch(weights):
         return train_defect_model(images, cfg, seed=seed, quiet=quiet)
     path = weights_path(weights)
-    device = str(resolve_device(str(cfg.get("device", "auto"))))
-    model = load_weights(path, device=device, mirror_tta=bool(cfg.get("mirror_tta", True)))
-    model.mirror_share = float(cfg.get("mirror_share", 1.0))
+    device = str(resolve_device(cfg.device))
+    model = load_weights(path, device=device, mirror_tta=cfg.mirror_tta)
+    model.mirror_share = cfg.mirror_share
     decision = adapt_decision(model, images, cfg, seed=seed)
     if decision["adapt"]:
         model = adapt_defect_model(model, images, cfg, seed=seed, quiet=quiet)

@@ -20,7 +20,7 @@ import numpy as np
 
 from curate import __version__
 from curate.audit.defect_weights import ids_digest, pixels_digest, save_weights
-from curate.config import load_config
+from curate.settings import load_settings
 from curate.invocation import current_command
 from curate.workspace import Workspace, utc_now
 
@@ -36,7 +36,7 @@ def train_bundle(ws: Workspace, out: Path, *, overrides: list[str] | None = None
     from curate.audit.synthetic import DEFECT_CLASSES
 
     t0 = time.perf_counter()
-    cfg = load_config("audit", overrides, config_file)["model"]
+    cfg = load_settings("audit", overrides, config_file).model
     manifest = ws.manifest()
     ids = manifest["image_id"].astype(str).tolist()
     images = np.asarray(ws.pixels())
@@ -66,7 +66,7 @@ def train_bundle(ws: Workspace, out: Path, *, overrides: list[str] | None = None
             "images_used": int(len(rows)),
             "train_ids_sha256": ids_digest([ids[i] for i in rows]),
             "held_out": held_out,
-            "config": {k: v for k, v in cfg.items() if not str(k).startswith("adapt") and k != "weights"},
+            "config": {k: v for k, v in cfg.to_dict().items() if not k.startswith("adapt") and k != "weights"},
             "rounds": model.info["rounds"],
             "seconds": model.info["train_seconds"],
             "device": model.info["device"],

@@ -20,6 +20,7 @@ import pandas as pd
 
 from curate.errors import CurateError
 from curate.labels import CLASS_TO_INDEX as CLASS_INDEX
+from curate.settings import MislabelSettings, load_settings
 
 VERDICTS = ("right", "wrong", "ambiguous", "unusable")
 REVIEW_COLUMNS = ("image_id", "label", "parts", "verdict", "shows")
@@ -125,7 +126,7 @@ def conflict_share(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(size > 1, 1.0 - same / np.maximum(size - 1, 1), 0.0)
 
 
-def scoring_variants(probs: np.ndarray, y: np.ndarray, signals: dict[str, np.ndarray], cfg: dict[str, Any],
+def scoring_variants(probs: np.ndarray, y: np.ndarray, signals: dict[str, np.ndarray], cfg: MislabelSettings,
                      second_view: np.ndarray | None = None) -> dict[str, Any]:
     """Every ranking the benchmark compares, each a MislabelScores over the same OOF outputs."""
     from dataclasses import replace
@@ -133,7 +134,7 @@ def scoring_variants(probs: np.ndarray, y: np.ndarray, signals: dict[str, np.nda
     from curate.mislabel.scoring import class_balanced, score_variant
 
     knn, aum = signals.get("knn"), signals.get("aum")
-    power, aum_w, knn_w = float(cfg["class_prior_power"]), float(cfg["aum_weight"]), float(cfg["knn"]["weight"])
+    power, aum_w, knn_w = cfg.class_prior_power, cfg.aum_weight, cfg.knn.weight
     balanced = class_balanced(probs, power)
     out = {
         "cleanlab defaults (cl)": score_variant("cl", probs, y),
@@ -260,10 +261,9 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
 
     log = log or get_logger(__name__).info
 
-    from curate.config import load_config
     from curate.mislabel.api import load_oof
 
-    cfg = load_config("mislabel", overrides)
+    cfg = load_settings("mislabel", overrides)
     probs, index, meta, signals = load_oof(ws)
     classes = list(meta["classes"])
     ids = index["image_id"].astype(str).tolist()
@@ -284,7 +284,7 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
         log(f"HOG/LBP view: {view_seconds:.0f}s")
     variants = scoring_variants(probs, y, signals, cfg, view)
     oof_minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
-    ratio = float(cfg["ambiguity_ratio"])
+    ratio = cfg.ambiguity_ratio
     sources = {"HOG/LBP linear view alone": view,
                "CNN + HOG/LBP linear view (0.3) + class balance": None if view is None else 0.7 * probs + 0.3 * view,
                "final fold models only (no snapshots) + class balance": signals.get("probs_final")}
@@ -365,7 +365,7 @@ def part_table(truth: pd.DataFrame, review: pd.DataFrame) -> list[dict[str, Any]
     return rows
 
 
-def baseline_row(ws: Any, cfg: dict[str, Any], truth: pd.DataFrame, review: pd.DataFrame,
+def baseline_row(ws: Any, cfg: MislabelSettings, truth: pd.DataFrame, review: pd.DataFrame,
                  classes: list[str]) -> dict[str, Any]:
     """The default variant's figures on another run's OOF outputs (same images, another recipe)."""
     from curate.mislabel.api import load_oof, score_oof
@@ -378,7 +378,7 @@ def baseline_row(ws: Any, cfg: dict[str, Any], truth: pd.DataFrame, review: pd.D
     positions = np.array([row_of[i] for i in review["image_id"]])
     y = np.array([classes.index(g) for g in index["given_label"].astype(str)], dtype=np.int64)
     scores = score_oof(cfg, probs, y, knn=signals.get("knn"), aum=signals.get("aum"))
-    texts = suggestion_texts(scores.probs, y, scores.suggested, classes, float(cfg["ambiguity_ratio"]))
+    texts = suggestion_texts(scores.probs, y, scores.suggested, classes, cfg.ambiguity_ratio)
     minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
     row = {"variant": f"default scoring on recipe {meta['recipe'].get('name', '?')} (`{ws.root}`)",
            "oof_accuracy": float((probs.argmax(1) == y).mean()), "flagged": int(scores.flagged.sum()),

@@ -11,14 +11,14 @@ import pandas as pd
 from curate.config import load_config
 from curate.errors import CurateError
 from curate.labels import CLASSES, canonical_label
+from curate.settings import SplitMislabelSettings, SplitSettings, as_settings
 from curate.split import policy
 from curate.split.export import export_split
 from curate.split.report import write_report
-from curate.split.store import EXPORT_FORMATS, read_split, split_dir
+from curate.split.store import read_split, split_dir
 from curate.workspace import Workspace, utc_now
 
 SPLIT_MANIFEST_COLUMNS = ("image_id", "split", "label", "weight")
-BALANCE_MODES = ("none", "undersample", "oversample", "class_weights")
 
 
 def _classes(manifest: pd.DataFrame) -> list[str]:
@@ -136,20 +136,19 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     cfg = _settings(load_config("split", overrides, config_file), raw=raw, clean_test=clean_test,
                     resplit_val=resplit_val, balance=balance, export=export, classes=classes)
     name = _split_name(cfg, name)
-    _check_settings(cfg)
     ws = Workspace.open(ws.root)
     manifest = ws.manifest()
     if manifest.empty:
         raise CurateError(f"{ws.manifest_path}: the workspace holds no images")
     all_classes = _classes(manifest)
-    subset = parse_classes(cfg.get("classes"), manifest["label"].dropna().astype(str).unique())
+    subset = parse_classes(cfg.classes, manifest["label"].dropna().astype(str).unique())
     ledger = policy.new_ledger(manifest)
     tables = _read_inputs(ws, cfg)
     steps = _apply_policy(ledger, cfg, tables, subset, all_classes)
     frame = _split_frame(ledger, cfg, seed)
     summary = _summary(name, ws.root, split_dir(ws, name), seed, cfg, subset, all_classes,
                        _input_sizes(cfg, tables), steps, ledger, frame)
-    _write_outputs(ws, name, ledger, frame, summary, cfg["export"], quiet)
+    _write_outputs(ws, name, ledger, frame, summary, list(cfg.export), quiet)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.write_json(f"splits/{name}/split.json", summary)
     ws.record_run("split", argv=argv, seed=seed, started=started, options=summary["options"] | {"name": name},
@@ -158,134 +157,114 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     return summary
 
 
-def _settings(cfg: dict[str, Any], **given: Any) -> dict[str, Any]:
-    """The settings with the arguments of :func:`build_split` that are not None put over them."""
+def _settings(cfg: dict[str, Any], **given: Any) -> SplitSettings:
+    """The split settings, with the arguments of :func:`build_split` that are not None put over the
+    merged section, validated (ConfigError, exit 2, naming the key) and checked for contradictions."""
     cfg = dict(cfg)
-    for key in ("raw", "clean_test", "resplit_val", "balance"):
+    for key in ("raw", "clean_test", "resplit_val", "balance", "classes"):
         if given[key] is not None:
             cfg[key] = given[key]
     if given["export"] is not None:
         cfg["export"] = list(given["export"])
-    if given["classes"] is not None:
-        cfg["classes"] = given["classes"]
-    return cfg
+    settings = as_settings("split", cfg)
+    if not 0 < settings.val_fraction < 1 or not 0 <= settings.test_fraction < 1:
+        raise CurateError("val_fraction must be in (0, 1) and test_fraction in [0, 1)", exit_code=2)
+    if settings.raw and settings.clean_test:
+        raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
+    return settings
 
 
-def _split_name(cfg: dict[str, Any], name: str | None) -> str:
+def _split_name(cfg: SplitSettings, name: str | None) -> str:
     """The split's folder name (default: the ``name`` setting, or raw for a raw split); CurateError for a
     name that is no plain folder name."""
     if name is None:
-        name = "raw" if cfg["raw"] and cfg["name"] == "cleaned" else cfg["name"]
+        name = "raw" if cfg.raw and cfg.name == "cleaned" else cfg.name
     if not name or "/" in name or name.startswith("."):
         raise CurateError(f"bad split name {name!r} (a plain folder name, e.g. cleaned)", exit_code=2)
     return name
 
 
-def _check_settings(cfg: dict[str, Any]) -> None:
-    """CurateError (exit 2) for an unknown export format, balance mode, mislabel or duplicates action, a
-    fraction out of range, or raw together with clean_test."""
-    bad = [f for f in cfg["export"] if f not in EXPORT_FORMATS]
-    if bad:
-        raise CurateError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}", exit_code=2)
-    if cfg["balance"] not in BALANCE_MODES:
-        raise CurateError(f"unknown balance mode {cfg['balance']!r}; choose {', '.join(BALANCE_MODES)}", exit_code=2)
-    for key, allowed in policy.MISLABEL_ACTIONS.items():
-        if cfg["mislabel"][key] not in allowed:
-            raise CurateError(f"split: mislabel.{key} {cfg['mislabel'][key]!r}: choose {' | '.join(allowed)}",
-                              exit_code=2)
-    bad = [a for a in cfg["duplicates"]["actions"] if a not in policy.DUPLICATE_REMOVALS]
-    if bad:
-        raise CurateError(f"duplicates.actions {bad}: known actions {', '.join(policy.DUPLICATE_REMOVALS)}",
-                          exit_code=2)
-    if not 0 < float(cfg["val_fraction"]) < 1 or not 0 <= float(cfg["test_fraction"]) < 1:
-        raise CurateError("val_fraction must be in (0, 1) and test_fraction in [0, 1)", exit_code=2)
-    if cfg["raw"] and cfg["clean_test"]:
-        raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
-
-
-def _relabels(mcfg: dict[str, Any]) -> bool:
+def _relabels(mcfg: SplitMislabelSettings) -> bool:
     """Whether the ``mislabel`` settings act on flagged mislabel findings at all (not keep and keep)."""
-    return not (mcfg["confident"] == "keep" and mcfg["other"] == "keep")
+    return not (mcfg.confident == "keep" and mcfg.other == "keep")
 
 
-def _read_inputs(ws: Workspace, cfg: dict[str, Any]) -> dict[str, Any]:
+def _read_inputs(ws: Workspace, cfg: SplitSettings) -> dict[str, Any]:
     """The workspace tables the settings use (None where not used or absent): decisions, face_images,
     duplicates (always: a raw split still never splits a cluster), findings, and ``confidence``, the
     suggestion confidence of the mislabel findings (:func:`suggestion_confidence`)."""
-    cleaning = not cfg["raw"]
-    findings_used = cleaning and bool(cfg["findings"]["apply"])
-    tables = {"decisions": ws.read_parquet("decisions.parquet") if cleaning and cfg["decisions"] else None,
-              "face_images": ws.read_parquet("face_images.parquet") if cfg["exclude_no_face"] else None,
+    cleaning = not cfg.raw
+    findings_used = cleaning and cfg.findings.apply
+    tables = {"decisions": ws.read_parquet("decisions.parquet") if cleaning and cfg.decisions else None,
+              "face_images": ws.read_parquet("face_images.parquet") if cfg.exclude_no_face else None,
               "duplicates": ws.read_parquet("duplicates.parquet"),
               "findings": ws.read_parquet("findings.parquet") if findings_used else None}
     tables["confidence"] = (suggestion_confidence(ws, tables["findings"])
-                            if findings_used and _relabels(cfg["mislabel"]) else None)
+                            if findings_used and _relabels(cfg.mislabel) else None)
     return tables
 
 
-def _input_sizes(cfg: dict[str, Any], tables: dict[str, Any]) -> dict[str, int | None]:
+def _input_sizes(cfg: SplitSettings, tables: dict[str, Any]) -> dict[str, int | None]:
     """Rows of each input table the cleaning read (None: not read, or absent); a raw split reports no
     duplicates (it uses their groups only)."""
     sizes = {k: None if tables[k] is None else len(tables[k])
              for k in ("decisions", "duplicates", "findings", "face_images")}
-    if cfg["raw"]:
+    if cfg.raw:
         sizes["duplicates"] = None
     return sizes
 
 
-def _apply_policy(ledger: pd.DataFrame, cfg: dict[str, Any], tables: dict[str, Any], subset: list[str] | None,
+def _apply_policy(ledger: pd.DataFrame, cfg: SplitSettings, tables: dict[str, Any], subset: list[str] | None,
                   all_classes: list[str]) -> dict[str, Any]:
     """Mark the ledger (in place), step by step: decisions, the class subset, no-face photos (these two in
     every split, raw included: they define the task), duplicates, findings and mislabel findings; a raw
     split only gets the duplicate groups. Returns the counts of each step."""
     steps: dict[str, Any] = {"unlabelled": int((ledger["status"] == "removed").sum())}
-    clean_test = bool(cfg["clean_test"])
-    if not cfg["raw"] and cfg["decisions"]:
+    clean_test = cfg.clean_test
+    if not cfg.raw and cfg.decisions:
         steps["decisions"] = policy.apply_decisions(ledger, tables["decisions"], all_classes, clean_test=clean_test)
     if subset is not None:
         steps["classes"] = policy.apply_classes(ledger, subset)
-    if cfg["exclude_no_face"]:
+    if cfg.exclude_no_face:
         steps["faces"] = policy.apply_no_face(ledger, tables["face_images"])
-    if cfg["raw"]:
+    if cfg.raw:
         if tables["duplicates"] is not None:  # groups only: the raw split still never splits a cluster when it splits
             policy.apply_duplicates(ledger, tables["duplicates"], clean_test=False, actions=[], guard_splits=[])
         return steps
-    dup_cfg = cfg["duplicates"]
-    if dup_cfg["apply"]:
-        guards = ["test"] + ([] if cfg["resplit_val"] else ["val"])
+    if cfg.duplicates.apply:
+        guards = ["test"] + ([] if cfg.resplit_val else ["val"])
         steps["duplicates"] = policy.apply_duplicates(
-            ledger, tables["duplicates"], clean_test=clean_test, actions=dup_cfg["actions"],
-            guard_splits=guards if dup_cfg["leak_guard"] else [])
-    find_cfg = cfg["findings"]
-    if find_cfg["apply"]:
-        steps["findings"] = policy.apply_findings(ledger, tables["findings"], find_cfg["exclude_checks"],
+            ledger, tables["duplicates"], clean_test=clean_test, actions=list(cfg.duplicates.actions),
+            guard_splits=guards if cfg.duplicates.leak_guard else [])
+    if cfg.findings.apply:
+        steps["findings"] = policy.apply_findings(ledger, tables["findings"], list(cfg.findings.exclude_checks),
                                                   clean_test=clean_test)
-        steps["mislabel"] = _mislabel_step(ledger, tables["findings"], tables["confidence"], cfg["mislabel"],
+        steps["mislabel"] = _mislabel_step(ledger, tables["findings"], tables["confidence"], cfg.mislabel,
                                            clean_test)
     return steps
 
 
-def _split_frame(ledger: pd.DataFrame, cfg: dict[str, Any], seed: int) -> pd.DataFrame:
+def _split_frame(ledger: pd.DataFrame, cfg: SplitSettings, seed: int) -> pd.DataFrame:
     """Assign every ledger row its split (in place); the split manifest: the kept images (weight 1),
     balanced, train rows first, then val, then test."""
-    ledger["split"] = policy.assign_splits(ledger, resplit_val=bool(cfg["resplit_val"]),
-                                           val_fraction=float(cfg["val_fraction"]),
-                                           test_fraction=float(cfg["test_fraction"]), seed=seed)
+    ledger["split"] = policy.assign_splits(ledger, resplit_val=cfg.resplit_val, val_fraction=cfg.val_fraction,
+                                           test_fraction=cfg.test_fraction, seed=seed)
     kept = ledger[ledger["status"] == "kept"]
     frame = pd.DataFrame({"image_id": kept["image_id"].astype("string"), "split": kept["split"].astype("string"),
                           "label": kept["label"].astype("string"), "weight": np.ones(len(kept))})
-    frame = policy.balance(frame, cfg["balance"], seed)
+    frame = policy.balance(frame, cfg.balance, seed)
     order = {"train": 0, "val": 1, "test": 2}
     frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o"], kind="stable").drop(columns="_o")
     return frame.reset_index(drop=True)
 
 
-def _summary(name: str, root: Path, out: Path, seed: int, cfg: dict[str, Any], subset: list[str] | None,
+def _summary(name: str, root: Path, out: Path, seed: int, cfg: SplitSettings, subset: list[str] | None,
              all_classes: list[str], inputs: dict[str, Any], steps: dict[str, Any], ledger: pd.DataFrame,
              frame: pd.DataFrame) -> dict[str, Any]:
     """The split's summary (before its report, exports and seconds are added)."""
-    options = {k: cfg[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
-                                   "decisions", "duplicates", "findings", "mislabel", "exclude_no_face")}
+    as_dict = cfg.to_dict()
+    options = {k: as_dict[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
+                                       "decisions", "duplicates", "findings", "mislabel", "exclude_no_face")}
     options["classes"] = subset
     kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
     empty = [c for c in kept_classes if not (frame["label"] == c).any()]
@@ -339,12 +318,11 @@ def suggestion_confidence(ws: Workspace, findings: pd.DataFrame | None) -> pd.Se
 
 
 def _mislabel_step(ledger: pd.DataFrame, findings: pd.DataFrame | None, confidence: pd.Series | None,
-                   mcfg: dict[str, Any], clean_test: bool) -> dict[str, int]:
+                   mcfg: SplitMislabelSettings, clean_test: bool) -> dict[str, int]:
     if not _relabels(mcfg):
         return {}
-    return policy.apply_mislabel(ledger, findings, confidence, confident=mcfg["confident"],
-                                 other=mcfg["other"], min_probability=float(mcfg["relabel_min_probability"]),
-                                 clean_test=clean_test)
+    return policy.apply_mislabel(ledger, findings, confidence, confident=mcfg.confident, other=mcfg.other,
+                                 min_probability=mcfg.relabel_min_probability, clean_test=clean_test)
 
 
 def split_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:

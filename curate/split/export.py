@@ -19,7 +19,8 @@ from curate import atomic
 from curate.errors import CurateError
 from curate.labels import CLASSES
 from curate.progress import progress
-from curate.split.store import EXPORT_FORMATS, read_split, split_dir
+from curate.settings import EXPORT_FORMATS
+from curate.split.store import read_split, split_dir
 from curate.workspace import Workspace
 
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-DUPLICATE_REMOVALS = ("drop_duplicate", "exclude_conflict", "drop_leak")
+from curate.settings import DUPLICATE_REMOVALS, MISLABEL_ACTIONS
 
 
 def new_ledger(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -164,9 +164,6 @@ def apply_findings(ledger: pd.DataFrame, findings: pd.DataFrame | None, exclude_
         evidence[mask] = rows.loc[ids, "evidence"].fillna("").astype("string").to_numpy()
         counts[check] = _remove(ledger, mask, "findings", "flagged: " + check + " (" + evidence + ")")
     return counts
-
-
-MISLABEL_ACTIONS = {"confident": ("keep", "exclude", "relabel"), "other": ("keep", "exclude")}
 
 
 def apply_mislabel(ledger: pd.DataFrame, findings: pd.DataFrame | None, confidence: pd.Series | None, *,

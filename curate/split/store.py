@@ -12,8 +12,6 @@ import pandas as pd
 from curate.errors import CurateError
 from curate.workspace import Workspace
 
-EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
-
 
 def split_dir(ws: Workspace, name: str) -> Path:
     """Folder of a named split."""
