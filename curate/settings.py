@@ -313,6 +313,8 @@ class FacesSettings(Settings):
     min_score: float
     rgb_size: Annotated[int, AtLeast(1)]
     model_dir: Optional[str]
+    text_detector_side: Annotated[int, AtLeast(0)]
+    text_detector_model: Optional[str]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,8 @@ stage recorded (``faces.parquet``, ``face_images.parquet``, ``photo_features.par
 - ``no_face``: no usable human face (none found, too small, turned away, or a drawn face);
 - ``multiple_faces``: two or more faces of comparable size;
 - ``cartoon``: drawings, clip art, emoji, renders, anime (colour/texture statistics of the original);
-- ``watermark``: stock-photo marks, overlaid logos and URLs (text strokes at up to 1,280 px,
-  bottom banners, and file names naming a stock site).
+- ``watermark``: stock-photo marks, overlaid logos and URLs (boxes of a learned text detector,
+  text strokes at up to 1,280 px, bottom banners, and file names naming a stock site).
 
 The learned ones read logistic scorers fitted on reviewed photos (:mod:`curate.audit.photo_model`).
 """
@@ -122,8 +122,9 @@ class Cartoon(_LearnedPhotoCheck):
 
 class Watermark(_LearnedPhotoCheck):
     name = "watermark"
-    description = ("Stock-photo watermark, overlaid logo or URL: text-like strokes across the photo (at up to "
-                   "1,280 px), a uniform bottom banner, or a file name naming a stock site.")
+    description = ("Stock-photo watermark, overlaid logo or URL: text boxes of a learned text detector (PP-OCRv4), "
+                   "text-like strokes across the photo (at up to 1,280 px), a uniform bottom banner, or a file name "
+                   "naming a stock site.")
 
     def describe(self, data: PhotoData, pos: int, score: float, reasons: str) -> str:
         site = stock_site(data.paths[pos])
@@ -131,6 +132,11 @@ class Watermark(_LearnedPhotoCheck):
         parts = [f"p={score:.2f}"]
         if site:
             parts.append(f"file name names {site}")
+        boxes = f.get("text_det_boxes", float("nan"))
+        if boxes == boxes:  # measured (not NaN)
+            parts.append(f"text detector: {boxes:.0f} text box(es) covering {100 * f['text_det_area']:.1f}% "
+                         f"({f['text_det_centre']:.0f} in the centre, {f['text_det_edge']:.0f} at the edges), "
+                         f"max score {f['text_det_max_score']:.2f}")
         parts.append(f"{f['faint_glyphs']:.0f} faint / {f['strong_glyphs']:.0f} strong glyph-like strokes per 100k px, "
                      f"longest text line {f['faint_glyph_rows']:.0f}")
         if f["bottom_band_uniform"] > 0.8 and f["bottom_band_strokes"] > 0.01:

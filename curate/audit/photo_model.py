@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from curate.errors import CurateError
+from curate.faces.text_detect import TEXT_DETECTOR_FEATURES
 
 BUNDLED = Path(__file__).resolve().parent / "models" / "photo-checks-v1.json"
 
@@ -34,9 +35,10 @@ PHOTO_FEATURES: tuple[str, ...] = (
     "faint_glyphs", "faint_glyphs_centre", "faint_glyphs_bottom", "faint_glyph_rows", "faint_glyphs_corner",
     "tile_peak", "bottom_band_uniform", "bottom_band_contrast", "bottom_band_strokes", "stock_name",
 )
-FEATURES: dict[str, tuple[str, ...]] = {name: PHOTO_FEATURES for name in ("no_face", "multiple_faces", "cartoon",
-                                                                          "watermark")}
-"""The features each learned photo check reads (names of photo_features.parquet columns)."""
+FEATURES: dict[str, tuple[str, ...]] = {"no_face": PHOTO_FEATURES, "multiple_faces": PHOTO_FEATURES,
+                                        "cartoon": PHOTO_FEATURES, "watermark": PHOTO_FEATURES + TEXT_DETECTOR_FEATURES}
+"""The features each learned photo check reads (names of photo_features.parquet columns); the
+watermark check also reads the text detector's (:mod:`curate.faces.text_detect`)."""
 
 LOG_FEATURES = {"colours_per_kpx", "strong_glyphs", "strong_glyphs_centre", "strong_glyphs_bottom",
                 "faint_glyphs", "faint_glyphs_centre", "faint_glyphs_bottom", "strong_glyph_rows",

@@ -8,7 +8,7 @@ holding the reviewed photos (ingested as photos), joins the review on ``source_p
   choosing the threshold on the out-of-fold scores; reports precision/recall there;
 - compares with the simplest baselines on the same photos: "no face found by the HOG detector"
   for no_face, "two or more detections" for multiple_faces, a file name naming a stock site
-  for watermark;
+  (and, when it ran, "the text detector finds a text box") for watermark;
 - measures the face-detection rate on usable face photos;
 - with ``--write-model PATH``, fits every scorer on all reviewed photos and writes the JSON.
 """
@@ -125,6 +125,9 @@ def run_bench(ws: Workspace, review_csv: Path, *, folds: int = 5, seed: int = 0,
         final[check] = scorer.to_json()
     results["baselines"]["no_face: no HOG detection"] = pr(truth["no_face"], feats["n_faces"].to_numpy() == 0)
     results["baselines"]["watermark: stock-site file name"] = pr(truth["watermark"], feats["stock_name"].to_numpy() > 0)
+    if "text_det_boxes" in feats and feats["text_det_boxes"].notna().any():
+        results["baselines"]["watermark: the text detector finds a text box"] = pr(
+            truth["watermark"], feats["text_det_boxes"].fillna(0).to_numpy() >= 1)
     results["baselines"]["multiple_faces: two or more HOG detections"] = pr(truth["multiple_faces"],
                                                                           feats["n_faces"].to_numpy() >= 2)
     usable = truth["no_face"].to_numpy() == 0

@@ -14,6 +14,7 @@ import numpy as np
 from curate.faces.align import align, centre_square, roll_degrees
 from curate.faces.detect import Face, detect_faces, pick_main
 from curate.faces.features import art_features, face_features, text_features
+from curate.faces.text_detect import missing_features, text_detector_features
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings
@@ -43,6 +44,18 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+def _detected_text(rgb: np.ndarray, p: FacesSettings, res: PhotoResult) -> dict[str, float]:
+    """The text detector's features (NaN when off; NaN and a note in ``res.detail`` when it fails:
+    the photo keeps its faces and other features)."""
+    if p.text_detector_side <= 0:
+        return missing_features()
+    try:
+        return text_detector_features(rgb, p.text_detector_side, p.text_detector_model)
+    except Exception as exc:  # noqa: BLE001 - the detector failing never loses the faces
+        res.detail = f"{res.detail}; text detector error: {type(exc).__name__}: {exc}"[:300]
+        return missing_features()
+
+
 def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> PhotoResult:
     """Detect every face, align the main one (grey ``size`` and colour ``params.rgb_size`` crops) and
     compute the image-level features. Never raises for a bad image: status "error" instead.
@@ -69,7 +82,8 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
             res.detail = f"{len(res.faces)} face(s); main roll {roll_degrees(left, right):+.0f} deg"
         res.rgb = colour
         res.grey = (grey_src.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
-        res.features = {**face_features(res.faces, res.main, w, h), **art_features(rgb), **text_features(rgb)}
+        res.features = {**face_features(res.faces, res.main, w, h), **art_features(rgb), **text_features(rgb),
+                        **_detected_text(rgb, p, res)}
     except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
         res.status, res.detail = "error", f"error: {type(exc).__name__}: {exc}"[:300]
         res.faces, res.main = [], None
