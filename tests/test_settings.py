@@ -176,7 +176,7 @@ def test_audit_settings():
     assert s.checks[:2] == ("blank", "low_information") and s.use_originals == "auto"
     assert s.watermark.photo_threshold == "model" and s.model.weights == "bundled" and s.model.adapt == "auto"
     assert isinstance(s.blank.threshold, float) and isinstance(s.model.adapt_budget_s, float)
-    assert dict(s.non_face.fusion_weights)["blank"] == 5.3342
+    assert dict(s.non_face.fusion_weights)["blank"] == 6.7193
     s = load_settings("audit", ["watermark.photo_threshold=0.7", "model.weights=null", "non_face.fusion=false",
                                 "model.adapt_budget_s=60", "chunk_size=512"])
     assert s.watermark.photo_threshold == 0.7 and s.model.weights is None and s.non_face.fusion is False
