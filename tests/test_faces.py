@@ -68,6 +68,25 @@ def test_folder_of_photos_goes_through_the_face_stage(photo_ws, review):
     assert two["n_faces"] >= 2
 
 
+def test_text_boxes_are_stored_in_photo_pixels(photo_ws):
+    from curate.faces.tables import TEXT_BOX_COLUMNS
+
+    boxes = photo_ws.read_parquet("text_boxes.parquet")
+    assert tuple(boxes.columns) == TEXT_BOX_COLUMNS
+    m = photo_ws.manifest().set_index("image_id")
+    size = m.loc[boxes["image_id"], ["width", "height"]].to_numpy(float)
+    assert (boxes[["x", "y"]].to_numpy() >= 0).all() and (boxes[["w", "h"]].to_numpy() > 0).all()
+    assert (boxes["x"] + boxes["w"] <= size[:, 0] + 0.1).all() and (boxes["y"] + boxes["h"] <= size[:, 1] + 0.1).all()
+    per_photo = boxes.groupby("image_id").size()
+    feats = photo_ws.read_parquet("photo_features.parquet").set_index("image_id")["text_det_boxes"]
+    assert (per_photo == feats.loc[per_photo.index].clip(upper=64).astype(int)).all()
+    by_path = m.reset_index().set_index("source_path")["image_id"]
+    assert per_photo.get(by_path["sadv2/266987887.jpg"], 0) >= 3, "the Bigstock banner's text"
+    assert per_photo.get(by_path["angry/1123276.jpg"], 0) == 0, "a photo without overlaid text"
+    areas = boxes.assign(a=boxes["w"] * boxes["h"]).groupby("image_id")["a"].apply(lambda a: a.is_monotonic_decreasing)
+    assert areas.all(), "largest first"
+
+
 def test_stores_hold_aligned_faces(photo_ws):
     grey, rgb = photo_ws.pixels(), photo_ws.colour_crops()
     assert grey.shape[1:] == (48, 48) and rgb.shape[1:] == (112, 112, 3)

@@ -21,6 +21,7 @@ from curate.workspace import Workspace
 
 MAIN = dict(x=60.0, y=40.0, w=100.0, h=120.0, score=1.25)      # in the 320 x 240 PNG
 OTHER = dict(x=220.0, y=-20.0, w=80.0, h=90.0, score=-0.12)    # partly above the image: clipped
+TEXT = dict(x=20.0, y=200.0, w=180.0, h=24.0, score=0.91)       # a caption along the bottom
 W, H = 320, 240
 
 
@@ -57,6 +58,7 @@ def photo_ws(tmp_path_factory) -> Workspace:
                            "is_main": True},
                           {"image_id": plain, "face_index": 1, **OTHER, "landmarks": [[240, 10]] * 5, "is_main": False}])
     ws.write_parquet("faces.parquet", coerce_faces(faces))
+    ws.write_parquet("text_boxes.parquet", pd.DataFrame([{"image_id": plain, "box_index": 0, **TEXT}]))
     # every photo flagged by one check, the plain photo first, so the report shows all three
     score = np.where(m["image_id"] == plain, 0.9, 0.5)
     write_findings(ws, make_findings(m["image_id"], "non_face", score, np.ones(len(m), bool),
@@ -88,6 +90,10 @@ def test_app_sample_is_the_original_with_face_boxes(photo_ws):
         assert dets[0].confidence == pytest.approx(1.25)
         assert dets[1].bounding_box == pytest.approx([220 / W, 0.0, 80 / W, 70 / H])   # clipped at the top
         assert len(plain.face_landmarks.keypoints[0].points) == 5
+        (text,) = plain.text_boxes.detections                 # the text detector's box, the watermark evidence
+        assert text.label == "text" and text.confidence == pytest.approx(0.91)
+        assert text.bounding_box == pytest.approx([20 / W, 200 / H, 180 / W, 24 / H])
+        assert "text_boxes" in ds.app_config.active_fields.paths
         assert plain.n_faces == 2 and plain.display_source == "original"
         crop = Image.open(plain.crop_filepath)
         assert crop.size == (112, 112) and crop.mode == "RGB"
@@ -125,7 +131,7 @@ def _data_images(html: str, cls: str) -> list[Image.Image]:
 
 def test_report_shows_the_photo_with_boxes_and_the_crop(photo_ws):
     from curate.report.api import report_step
-    from curate.report.photos import MAIN_COLOUR, OTHER_COLOUR
+    from curate.report.photos import MAIN_COLOUR, OTHER_COLOUR, TEXT_COLOUR
 
     summary = report_step(photo_ws, {"photo_size": 256})
     html = photo_ws.path("report/index.html").read_text()
@@ -134,7 +140,7 @@ def test_report_shows_the_photo_with_boxes_and_the_crop(photo_ws):
     originals, crops = _data_images(html, "orig"), _data_images(html, "crop")
     assert len(originals) == len(crops) == 3 and summary["thumbnails"] == 3
     assert all(c.size == (72, 72) for c in crops)
-    assert 'data-faces="2"' in html and html.count("no face found") == 2
+    assert 'data-faces="2" data-text-boxes="1"' in html and html.count("no face found") == 2
     # the plain photo is shown first (highest score): 256 x 192, both boxes drawn at their place
     thumb = np.asarray(originals[0], dtype=np.int16)
     assert originals[0].size == (256, 192)
@@ -151,6 +157,9 @@ def test_report_shows_the_photo_with_boxes_and_the_crop(photo_ws):
     assert not near(MAIN_COLOUR, round((MAIN["x"] + MAIN["w"] / 2) * s), mid_y)  # not filled
     assert near(OTHER_COLOUR, round(OTHER["x"] * s), round(30 * s))             # the other face, in the other colour
     assert not near(OTHER_COLOUR, round(MAIN["x"] * s), mid_y)
+    text_mid_x = round((TEXT["x"] + TEXT["w"] / 2) * s)
+    assert near(TEXT_COLOUR, text_mid_x, round(TEXT["y"] * s))                  # the text box's top edge
+    assert not near(TEXT_COLOUR, text_mid_x, round((TEXT["y"] + TEXT["h"] / 2) * s))
     # the EXIF-rotated JPEG is shown upright, as ingest decoded it (landscape stored, portrait shown)
     portrait = [im for im in originals[1:] if im.height > im.width]
     landscape = [im for im in originals[1:] if im.width > im.height]

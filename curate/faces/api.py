@@ -6,7 +6,8 @@ each goes through :func:`curate.faces.stage.process_photo` and the workspace get
 - the grey pixel store row = the aligned main face (FER2013 framing; the centred square of
   the photo when no face is found, and every crop check then says "not judged");
 - ``crops-rgb-*.u8``: colour aligned crops (``rgb_size``, default 112) for colour models;
-- ``faces.parquet`` (contract), ``face_images.parquet`` and ``photo_features.parquet``.
+- ``faces.parquet`` (contract), ``face_images.parquet``, ``photo_features.parquet`` and
+  ``text_boxes.parquet`` (the text detector's boxes).
 
 ``curate ingest`` runs the stage while it decodes each photo (one decode per file);
 ``curate faces -w WS`` re-runs it on the originals (e.g. with other ``faces.*`` settings).
@@ -22,8 +23,8 @@ import pandas as pd
 
 from curate.errors import CurateError
 from curate.faces.stage import PhotoResult, process_photo
-from curate.faces.tables import (FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE, face_images_frame, faces_frame,
-                                 features_frame, replace_rows)
+from curate.faces.tables import (FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE, TEXT_BOXES_FILE, face_images_frame,
+                                 faces_frame, features_frame, replace_rows, text_boxes_frame)
 from curate.progress import progress
 from curate.settings import IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
@@ -76,7 +77,8 @@ def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarr
     results = [r for _, batch in photo_batches for r in batch]
     if photo_batches or any(ws.path(n).exists() for n in (FACES_FILE, FACE_IMAGES_FILE)):
         for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
-                            (PHOTO_FEATURES_FILE, features_frame(ids, results))):
+                            (PHOTO_FEATURES_FILE, features_frame(ids, results)),
+                            (TEXT_BOXES_FILE, text_boxes_frame(ids, results))):
             ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, stale))
     if not (kinds == "photo").any():
         return None
@@ -154,7 +156,8 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
             else grey_to_rgb(grey, side)
         rgb[photo_rows] = np.stack([r.rgb for r in results])
         for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
-                            (PHOTO_FEATURES_FILE, features_frame(ids, results))):
+                            (PHOTO_FEATURES_FILE, features_frame(ids, results)),
+                            (TEXT_BOXES_FILE, text_boxes_frame(ids, results))):
             ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, set(ids)))
         ws.commit(manifest, grey, image_size=size, rgb_rows=rgb, rgb_size=side)
     summary = {"workspace": str(ws.root), **photo_counts(results), "seconds": round(time.perf_counter() - t0, 2)}

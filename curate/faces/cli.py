@@ -17,7 +17,7 @@ def faces(
 ) -> None:
     """Re-run the face stage on every photo of the workspace from its original file: detect
     faces with landmarks, align the main face (FER2013 framing) into the pixel store and the
-    colour crop store, rewrite faces.parquet / face_images.parquet / photo_features.parquet.
+    colour crop store, rewrite faces.parquet / face_images.parquet / photo_features.parquet / text_boxes.parquet.
     `curate ingest` already runs it for photo sources; use this after changing faces.* settings
     (e.g. --set faces.upsample=2)."""
     from curate.faces.api import find_faces

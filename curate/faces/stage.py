@@ -14,7 +14,7 @@ import numpy as np
 from curate.faces.align import align, centre_square, roll_degrees
 from curate.faces.detect import Face, detect_faces, pick_main
 from curate.faces.features import art_features, face_features, text_features
-from curate.faces.text_detect import missing_features, text_detector_features
+from curate.faces.text_detect import detect_text, missing_features
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings
@@ -31,6 +31,7 @@ class PhotoResult:
     grey: np.ndarray | None = None
     rgb: np.ndarray | None = None
     features: dict[str, float] = field(default_factory=dict)
+    text_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))   # x, y, w, h, score (photo px)
     status: str = "ok"          # ok | no_face | error
     detail: str = ""
     seconds: float = 0.0
@@ -46,11 +47,12 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 def _detected_text(rgb: np.ndarray, p: FacesSettings, res: PhotoResult) -> dict[str, float]:
     """The text detector's features (NaN when off; NaN and a note in ``res.detail`` when it fails:
-    the photo keeps its faces and other features)."""
+    the photo keeps its faces and other features); its boxes go to ``res.text_boxes``."""
     if p.text_detector_side <= 0:
         return missing_features()
     try:
-        return text_detector_features(rgb, p.text_detector_side, p.text_detector_model)
+        feats, res.text_boxes = detect_text(rgb, p.text_detector_side, p.text_detector_model)
+        return feats
     except Exception as exc:  # noqa: BLE001 - the detector failing never loses the faces
         res.detail = f"{res.detail}; text detector error: {type(exc).__name__}: {exc}"[:300]
         return missing_features()

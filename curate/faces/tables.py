@@ -5,6 +5,8 @@
 - ``face_images.parquet``: one row per photo: ``image_id, status`` (ok | no_face | error),
   ``n_faces, main_face_index, detail, seconds``.
 - ``photo_features.parquet``: ``image_id`` then the numeric image-level features.
+- ``text_boxes.parquet``: ``image_id, box_index, x, y, w, h`` (original pixels), ``score``: the
+  text detector's boxes (at most 64 per photo, largest first), for display.
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from curate.faces.stage import PhotoResult
 FACES_FILE = "faces.parquet"
 FACE_IMAGES_FILE = "face_images.parquet"
 PHOTO_FEATURES_FILE = "photo_features.parquet"
+TEXT_BOXES_FILE = "text_boxes.parquet"
 FACE_COLUMNS = ("image_id", "face_index", "x", "y", "w", "h", "score", "landmarks", "is_main")
 FACE_IMAGE_COLUMNS = ("image_id", "status", "n_faces", "main_face_index", "detail", "seconds")
+TEXT_BOX_COLUMNS = ("image_id", "box_index", "x", "y", "w", "h", "score")
 
 
 def faces_frame(image_ids: Sequence[str], results: Sequence[PhotoResult]) -> pd.DataFrame:
@@ -62,6 +66,21 @@ def features_frame(image_ids: Sequence[str], results: Sequence[PhotoResult]) -> 
     feats = pd.DataFrame([r.features for r in results], dtype="float64")
     feats.insert(0, "image_id", pd.array(list(image_ids), dtype="string"))
     return feats
+
+
+def text_boxes_frame(image_ids: Sequence[str], results: Sequence[PhotoResult]) -> pd.DataFrame:
+    """Every text box the detector kept, one row each (original pixels)."""
+    ids, index, vals = [], [], []
+    for image_id, res in zip(image_ids, results):
+        boxes = np.asarray(res.text_boxes, np.float64).reshape(-1, 5)
+        ids += [image_id] * len(boxes)
+        index += list(range(len(boxes)))
+        vals.append(boxes)
+    arr = np.concatenate(vals) if vals else np.zeros((0, 5))
+    out = pd.DataFrame({"image_id": pd.array(ids, dtype="string"), "box_index": np.array(index, dtype=np.int32)})
+    for k, col in enumerate(("x", "y", "w", "h", "score")):
+        out[col] = arr[:, k].round(1 if col != "score" else 4)
+    return out
 
 
 def replace_rows(old: pd.DataFrame | None, new: pd.DataFrame, drop_ids: pd.Series | set) -> pd.DataFrame:

@@ -11,7 +11,8 @@ tiled, small) show up in it as boxes; their count, size, position and strength f
   (arrays in, arrays or numbers out);
 - :func:`load_session` reads the model file (cached per path, one thread per run call, so
   the face stage's worker threads share one session);
-- :func:`text_detector_features` runs the whole thing on one photo.
+- :func:`detect_text` runs the whole thing on one photo: the features and the boxes in the
+  photo's pixels (``text_boxes.parquet``, drawn in the report and the App).
 """
 from __future__ import annotations
 
@@ -146,10 +147,33 @@ def text_probability(rgb: np.ndarray, side: int, model: str | Path | None = None
     return np.asarray(out, np.float32).reshape(out.shape[-2:])
 
 
+MAX_BOXES = 64
+"""At most this many text boxes per photo are kept for display (the largest); the features count all."""
+
+
 def text_detector_features(rgb: np.ndarray, side: int, model: str | Path | None = None) -> dict[str, float]:
     """:data:`TEXT_DETECTOR_FEATURES` of one RGB photo, its longer side seen at ``side`` px."""
+    return detect_text(rgb, side, model)[0]
+
+
+def detect_text(rgb: np.ndarray, side: int, model: str | Path | None = None) -> tuple[dict[str, float], np.ndarray]:
+    """(:data:`TEXT_DETECTOR_FEATURES`, the (K, 5) boxes ``x, y, w, h, score`` in the photo's own
+    pixels, at most :data:`MAX_BOXES`, largest first) of one RGB photo seen at ``side`` px."""
     prob = text_probability(rgb, side, model)
-    return text_box_features(prob, text_boxes(prob))
+    boxes = text_boxes(prob)
+    feats = text_box_features(prob, boxes)
+    return feats, to_photo_pixels(boxes, prob.shape, rgb.shape[:2])
+
+
+def to_photo_pixels(boxes: np.ndarray, map_shape: tuple[int, int], photo_shape: tuple[int, int]) -> np.ndarray:
+    """Boxes of a probability map of ``map_shape`` as boxes of the photo (``photo_shape`` = (H, W)),
+    the :data:`MAX_BOXES` largest, largest first."""
+    if len(boxes) == 0:
+        return np.zeros((0, 5))
+    sy, sx = photo_shape[0] / map_shape[0], photo_shape[1] / map_shape[1]
+    out = boxes * np.array([sx, sy, sx, sy, 1.0])
+    order = np.argsort(-(out[:, 2] * out[:, 3]), kind="stable")[:MAX_BOXES]
+    return out[order]
 
 
 def missing_features() -> dict[str, float]:

@@ -3,7 +3,8 @@
 A photo row's card shows the original photo (long side ``photo_size`` px, EXIF-rotated and
 flattened like ingest decodes it; JPEGs are decoded at a reduced scale, so large files stay
 cheap) with every detected face boxed (the main face, the one aligned into the crop, in
-:data:`~curate.review.photos.MAIN_COLOUR`; the others in ``OTHER_COLOUR``) and, beside it, the
+:data:`~curate.review.photos.MAIN_COLOUR`; the others in ``OTHER_COLOUR``; the text detector's
+boxes in ``TEXT_COLOUR``) and, beside it, the
 aligned colour crop the checks judged. Crop rows (face-crop sources) keep the crop thumbnail.
 Thumbnails are built in a small thread pool and embedded as JPEG data URIs.
 """
@@ -18,7 +19,8 @@ from typing import Iterable
 import numpy as np
 
 from curate.report.render import Thumbnails, esc
-from curate.review.photos import MAIN_COLOUR, OTHER_COLOUR, Face, faces_by_image, face_status, photo_rows
+from curate.review.photos import (MAIN_COLOUR, OTHER_COLOUR, TEXT_COLOUR, Face, face_status, faces_by_image, photo_rows,
+                                  text_boxes_by_image)
 from curate.workspace import Workspace
 
 CROP_SIDE = 72
@@ -49,21 +51,23 @@ def load_downscaled(path, long_side: int):
     return img
 
 
-def draw_faces(img, faces: list[Face], width: int, height: int):
-    """Draw the face boxes (original pixels of a ``width`` x ``height`` image) on the thumbnail ``img``."""
+def draw_faces(img, faces: list[Face], width: int, height: int, texts: list[Face] = ()):
+    """Draw the text boxes and then the face boxes (original pixels of a ``width`` x ``height``
+    image) on the thumbnail ``img``."""
     from PIL import ImageDraw
 
     sx, sy = img.width / width, img.height / height
     line = max(2, round(max(img.size) / 128))
     draw = ImageDraw.Draw(img)
-    for face in sorted(faces, key=lambda f: f.is_main):  # the main face last, on top
-        x0 = min(max(face.x * sx, 0), img.width - 1)
-        y0 = min(max(face.y * sy, 0), img.height - 1)
-        x1 = min(max((face.x + face.w) * sx, 0), img.width - 1)
-        y1 = min(max((face.y + face.h) * sy, 0), img.height - 1)
-        if x1 - x0 < 1 or y1 - y0 < 1:
-            continue
-        draw.rectangle([x0, y0, x1, y1], outline=MAIN_COLOUR if face.is_main else OTHER_COLOUR, width=line)
+    boxes = [(t, TEXT_COLOUR) for t in texts]
+    boxes += [(f, MAIN_COLOUR if f.is_main else OTHER_COLOUR) for f in sorted(faces, key=lambda f: f.is_main)]
+    for box, colour in boxes:  # text first, the main face last, on top
+        x0 = min(max(box.x * sx, 0), img.width - 1)
+        y0 = min(max(box.y * sy, 0), img.height - 1)
+        x1 = min(max((box.x + box.w) * sx, 0), img.width - 1)
+        y1 = min(max((box.y + box.h) * sy, 0), img.height - 1)
+        if x1 - x0 >= 1 and y1 - y0 >= 1:
+            draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
     return img
 
 
@@ -78,6 +82,7 @@ class PhotoThumbnails(Thumbnails):
         self.ws, self.photo_size, self.workers = ws, photo_size, workers
         self.photo = set(photo_rows(ws).tolist())
         self.faces = faces_by_image(ws)
+        self.texts = text_boxes_by_image(ws)
         self.status = face_status(ws)
         self.crops = ws.colour_crops()
         manifest = ws.manifest()
@@ -108,11 +113,13 @@ class PhotoThumbnails(Thumbnails):
             return (f'<div class="media">{crop}</div><span class="tag drop">original unavailable: '
                     f"{esc(type(exc).__name__)}</span>")
         width, height = int(self.size_of[0][row]), int(self.size_of[1][row])
-        img = draw_faces(img, faces, width, height)
+        texts = self.texts.get(image_id, [])
+        img = draw_faces(img, faces, width, height, texts)
         n = len(faces)
-        title = f"{width}x{height} px, {n} face{'s' if n != 1 else ''}" + (f", {status}" if status else "")
+        title = (f"{width}x{height} px, {n} face{'s' if n != 1 else ''}" + (f", {status}" if status else "")
+                 + (f", {len(texts)} text box{'es' if len(texts) != 1 else ''}" if texts else ""))
         photo = (f'<img class="orig" src="{jpeg_uri(img)}" alt="photo with {n} face box{"es" if n != 1 else ""}" '
-                 f'title="{esc(title)}" data-faces="{n}">')
+                 f'title="{esc(title)}" data-faces="{n}" data-text-boxes="{len(texts)}">')
         note = "" if faces else '<span class="tag drop">no face found</span>'
         return f'<div class="media">{photo}{crop}</div>{note}'
 

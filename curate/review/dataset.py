@@ -23,12 +23,13 @@ import pandas as pd
 from curate.review.bulk import insert_samples, update_samples
 from curate.review.decisions import decision_tags, is_review_tag, latest_decisions, read_decisions
 from curate.review.images import image_paths, write_missing_pngs
-from curate.review.photos import MAIN_COLOUR, MAIN_LABEL, OTHER_COLOUR, OTHER_LABEL, hex_colour, review_columns
+from curate.review.photos import (MAIN_COLOUR, MAIN_LABEL, OTHER_COLOUR, OTHER_LABEL, TEXT_COLOUR, TEXT_LABEL, hex_colour,
+                                  review_columns)
 from curate.review.table import ISSUE_TAG_PREFIX, QUALITY_CHECKS, field_name
 from curate.workspace import Workspace
 
 MANAGED_INFO_KEY = "curate_fields"
-PHOTO_LABEL_FIELDS = ("faces", "face_landmarks")
+PHOTO_LABEL_FIELDS = ("faces", "face_landmarks", "text_boxes")
 SKIP_COLUMNS = {"image_id", "row", "label", "issue_tags", "prediction_label", "prediction_confidence"}
 
 
@@ -155,7 +156,7 @@ def _declare_fields(fo, ds, table: pd.DataFrame, columns: list[str]) -> None:
         if col not in schema:
             ds.add_sample_field(col, fo.StringField)
     if "crop_filepath" in columns:  # a workspace with photos: face boxes and landmarks on the original
-        for col, kind in (("faces", fo.Detections), ("face_landmarks", fo.Keypoints)):
+        for col, kind in (("faces", fo.Detections), ("face_landmarks", fo.Keypoints), ("text_boxes", fo.Detections)):
             if col not in schema:
                 ds.add_sample_field(col, fo.EmbeddedDocumentField, embedded_doc_type=kind)
     ds.create_index("image_id")
@@ -189,13 +190,14 @@ def set_photo_media(fo, ds, *, photos: bool = True) -> None:
     ds.app_config.grid_media_field = "filepath"
     ds.app_config.modal_media_field = "filepath"
     values = [{"value": MAIN_LABEL, "color": hex_colour(MAIN_COLOUR)},
-              {"value": OTHER_LABEL, "color": hex_colour(OTHER_COLOUR)}]
+              {"value": OTHER_LABEL, "color": hex_colour(OTHER_COLOUR)},
+              {"value": TEXT_LABEL, "color": hex_colour(TEXT_COLOUR)}]
     ds.app_config.color_scheme = fo.ColorScheme(color_by="value", fields=[
         {"path": path, "colorByAttribute": "label", "valueColors": values} for path in PHOTO_LABEL_FIELDS])
     from fiftyone.core.odm.dataset import ActiveFields
 
     schema = ds.get_field_schema()  # labels shown at first: all but the landmarks (a tick shows them)
-    shown = [p for p in ("ground_truth", "prediction", "faces") if p in schema]
+    shown = [p for p in ("ground_truth", "prediction", "faces", "text_boxes") if p in schema]
     ds.app_config.active_fields = ActiveFields(paths=shown)
     ds.save()
 

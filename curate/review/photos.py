@@ -6,7 +6,8 @@ face stage saw it (JPEG, PNG or WebP in an ordinary mode, no EXIF rotation, at m
 alpha on white, long side at most :data:`COPY_SIDE`) in ``images/display/``, named by the
 manifest digest so a changed original gets a new copy. The colour aligned crop goes to
 ``images/crops/`` (named by a hash of its pixels, so a face-stage re-run gets new files).
-Face boxes come from ``faces.parquet`` (original pixels) as relative ``[x, y, w, h]`` boxes.
+Face boxes come from ``faces.parquet`` (original pixels) as relative ``[x, y, w, h]`` boxes, text
+boxes (the evidence of the watermark check) from ``text_boxes.parquet``.
 Crop rows (face-crop sources such as FER2013) are left to :mod:`curate.review.images`.
 """
 from __future__ import annotations
@@ -33,9 +34,10 @@ BROWSER_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "P", "RGB", "RGBA
 MAX_DIRECT_SIDE = 4096
 COPY_SIDE = 2048
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-MAIN_LABEL, OTHER_LABEL = "main face", "face"
-MAIN_COLOUR, OTHER_COLOUR = (0, 220, 0), (255, 48, 48)
-"""Box colours in the App and the report: the main face (the one aligned into the crop) and the others."""
+MAIN_LABEL, OTHER_LABEL, TEXT_LABEL = "main face", "face", "text"
+MAIN_COLOUR, OTHER_COLOUR, TEXT_COLOUR = (0, 220, 0), (255, 48, 48), (255, 196, 0)
+"""Box colours in the App and the report: the main face (the one aligned into the crop), the other
+faces, and the text detector's boxes (``text_boxes.parquet``)."""
 EXIF_ORIENTATION = 0x0112
 
 
@@ -72,6 +74,20 @@ def faces_by_image(ws: Workspace) -> dict[str, list[Face]]:
         lms = [] if rec.landmarks is None else [[float(p[0]), float(p[1])] for p in rec.landmarks]
         out.setdefault(str(rec.image_id), []).append(
             Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), lms, bool(rec.is_main)))
+    return out
+
+
+def text_boxes_by_image(ws: Workspace) -> dict[str, list[Face]]:
+    """``text_boxes.parquet`` grouped per image id, as :class:`Face` records (no landmarks, never
+    main), largest first; empty when absent (workspaces from before the text detector)."""
+    boxes = ws.read_parquet("text_boxes.parquet")
+    if boxes is None or len(boxes) == 0:
+        return {}
+    boxes = boxes.sort_values(["image_id", "box_index"], kind="stable")
+    out: dict[str, list[Face]] = {}
+    for rec in boxes.itertuples(index=False):
+        out.setdefault(str(rec.image_id), []).append(
+            Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), [], False))
     return out
 
 
@@ -204,13 +220,14 @@ def photo_media(ws: Workspace, rows: Iterable[int], *, workers: int = 2) -> dict
 
 
 # ---------------------------------------------------------------- FiftyOne documents
-def detections_doc(faces: list[Face], width: int, height: int) -> dict[str, Any]:
-    """A ``Detections`` document as FiftyOne stores it (label "main face" / "face", confidence = score)."""
+def detections_doc(faces: list[Face], width: int, height: int, label: str | None = None) -> dict[str, Any]:
+    """A ``Detections`` document as FiftyOne stores it (label "main face" / "face", or ``label`` for
+    every box; confidence = score)."""
     from bson import ObjectId
 
     dets = [{"_id": ObjectId(), "_cls": "Detection", "attributes": {}, "tags": [],
-             "label": MAIN_LABEL if f.is_main else OTHER_LABEL, "bounding_box": relative_box(f, width, height),
-             "confidence": f.score} for f in faces]
+             "label": label or (MAIN_LABEL if f.is_main else OTHER_LABEL),
+             "bounding_box": relative_box(f, width, height), "confidence": f.score} for f in faces]
     return {"_cls": "Detections", "detections": dets}
 
 
@@ -229,7 +246,7 @@ def review_columns(ws: Workspace, image_ids: pd.Series,
                    grey_paths: list[str]) -> tuple[pd.DataFrame, list[dict]] | None:
     """For a workspace with photos: plain columns for the review table (``filepath`` = what the
     App shows, ``crop_filepath``, ``image_kind``, ``face_status``, ``n_faces``, ``display_source``) and
-    per row the embedded documents (``metadata``, ``faces``, ``face_landmarks``; None for crop
+    per row the embedded documents (``metadata``, ``faces``, ``face_landmarks``, ``text_boxes``; None for crop
     rows and for photos shown by their crop). None for a crop-only workspace (nothing changes there)."""
     rows = photo_rows(ws)
     if len(rows) == 0:
@@ -239,12 +256,13 @@ def review_columns(ws: Workspace, image_ids: pd.Series,
     kinds = ws.image_kinds().to_numpy()[pos]
     media = photo_media(ws, rows)
     faces = faces_by_image(ws)
+    texts = text_boxes_by_image(ws)
     status = face_status(ws)
     n = len(pos)
     filepath, crop, shown = list(grey_paths), list(grey_paths), [None] * n
     statuses: list[str | None] = [None] * n
     counts: list[int | None] = [None] * n
-    docs: list[dict] = [{"faces": None, "face_landmarks": None} for _ in range(n)]
+    docs: list[dict] = [{"faces": None, "face_landmarks": None, "text_boxes": None} for _ in range(n)]
     for k, (row, image_id) in enumerate(zip(pos, image_ids.astype(str))):
         m = media.get(int(row))
         if m is None:
@@ -258,6 +276,7 @@ def review_columns(ws: Workspace, image_ids: pd.Series,
             width, height = int(manifest["width"].iat[row]), int(manifest["height"].iat[row])
             docs[k]["faces"] = detections_doc(found, width, height)
             docs[k]["face_landmarks"] = keypoints_doc(found, width, height)
+            docs[k]["text_boxes"] = detections_doc(texts.get(image_id, []), width, height, label=TEXT_LABEL)
     cols = pd.DataFrame({"filepath": filepath, "crop_filepath": crop, "image_kind": pd.array(kinds, dtype="string"),
                          "face_status": pd.array(statuses, dtype="string"), "n_faces": pd.array(counts, dtype="Int64"),
                          "display_source": pd.array(shown, dtype="string")})
