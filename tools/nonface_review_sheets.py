@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from curate.workspace import Workspace
+
 RANKINGS = ("non_face", "low_information", "blank")
 COLS, ROWS, SCALE, HEAD = 10, 10, 2, 12
 
@@ -49,9 +51,9 @@ def sheets(args: argparse.Namespace) -> None:
     picked = pick(args.scratch, reviewed, args.top)
     picked = picked.sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     picked.insert(0, "tile", np.arange(1, len(picked) + 1))
-    base = pd.read_parquet(args.scratch / "base" / "manifest.parquet", columns=["image_id"])
-    pixels = _pixels(args.scratch / "base", len(base))
-    index = pd.Series(np.arange(len(base)), index=base["image_id"].astype(str))
+    base = Workspace.open(args.scratch / "base")
+    pixels = base.pixels()
+    index = pd.Series(np.arange(len(pixels)), index=base.manifest()["image_id"].astype(str))
     args.out.mkdir(parents=True, exist_ok=True)
     picked.to_csv(args.out / "key.csv", index=False)
     per = COLS * ROWS
@@ -69,14 +71,6 @@ def sheets(args: argparse.Namespace) -> None:
     print(f"{len(picked)} images on {(len(picked) + per - 1) // per} sheets in {args.out}")
 
 
-def _pixels(ws_root: Path, n: int) -> np.ndarray:
-    from curate.workspace import Workspace
-
-    pixels = Workspace.open(ws_root).pixels()
-    assert len(pixels) == n
-    return pixels
-
-
 def merge(args: argparse.Namespace) -> None:
     key = pd.read_csv(args.dir / "key.csv", dtype={"image_id": str})
     verdicts = pd.read_csv(args.verdicts, dtype={"verdict": str})
@@ -88,7 +82,7 @@ def merge(args: argparse.Namespace) -> None:
     viewed["round"] = args.round
     viewed.to_csv(args.dir / "viewed.csv", index=False)
     table = pd.read_csv(args.reviewed, dtype=str, keep_default_na=False)
-    manifest = pd.read_parquet(args.base / "manifest.parquet", columns=["image_id", "source_row", "split", "label"])
+    manifest = Workspace.open(args.base).manifest()[["image_id", "source_row", "split", "label"]]
     new = viewed[(viewed["verdict"] == "non_face") & ~viewed["image_id"].isin(table["image_id"])]
     add = manifest[manifest["image_id"].isin(new["image_id"])].copy()
     add.insert(1, "decision", "exclude")

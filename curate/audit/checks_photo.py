@@ -133,7 +133,7 @@ class Watermark(_LearnedPhotoCheck):
         if site:
             parts.append(f"file name names {site}")
         boxes = f.get("text_det_boxes", float("nan"))
-        if boxes == boxes:  # measured (not NaN)
+        if not np.isnan(boxes):  # NaN: the text detector was off or failed
             parts.append(f"text detector: {boxes:.0f} text box(es) covering {100 * f['text_det_area']:.1f}% "
                          f"({f['text_det_centre']:.0f} in the centre, {f['text_det_edge']:.0f} at the edges), "
                          f"max score {f['text_det_max_score']:.2f}")

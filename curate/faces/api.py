@@ -23,8 +23,7 @@ import pandas as pd
 
 from curate.errors import CurateError
 from curate.faces.stage import PhotoResult, process_photo
-from curate.faces.tables import (FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE, TEXT_BOXES_FILE, face_images_frame,
-                                 faces_frame, features_frame, replace_rows, text_boxes_frame)
+from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, face_stage_tables, replace_rows
 from curate.progress import progress
 from curate.settings import IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
@@ -76,9 +75,7 @@ def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarr
     ids = [i for batch_ids, _ in photo_batches for i in batch_ids]
     results = [r for _, batch in photo_batches for r in batch]
     if photo_batches or any(ws.path(n).exists() for n in (FACES_FILE, FACE_IMAGES_FILE)):
-        for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
-                            (PHOTO_FEATURES_FILE, features_frame(ids, results)),
-                            (TEXT_BOXES_FILE, text_boxes_frame(ids, results))):
+        for name, frame in face_stage_tables(ids, results):
             ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, stale))
     if not (kinds == "photo").any():
         return None
@@ -155,9 +152,7 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
         rgb = np.asarray(old_rgb).copy() if old_rgb is not None and old_rgb.shape[1] == side \
             else grey_to_rgb(grey, side)
         rgb[photo_rows] = np.stack([r.rgb for r in results])
-        for name, frame in ((FACES_FILE, faces_frame(ids, results)), (FACE_IMAGES_FILE, face_images_frame(ids, results)),
-                            (PHOTO_FEATURES_FILE, features_frame(ids, results)),
-                            (TEXT_BOXES_FILE, text_boxes_frame(ids, results))):
+        for name, frame in face_stage_tables(ids, results):
             ws.write_parquet(name, replace_rows(ws.read_parquet(name), frame, set(ids)))
         ws.commit(manifest, grey, image_size=size, rgb_rows=rgb, rgb_size=side)
     summary = {"workspace": str(ws.root), **photo_counts(results), "seconds": round(time.perf_counter() - t0, 2)}

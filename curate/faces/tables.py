@@ -78,9 +78,16 @@ def text_boxes_frame(image_ids: Sequence[str], results: Sequence[PhotoResult]) -
         vals.append(boxes)
     arr = np.concatenate(vals) if vals else np.zeros((0, 5))
     out = pd.DataFrame({"image_id": pd.array(ids, dtype="string"), "box_index": np.array(index, dtype=np.int32)})
-    for k, col in enumerate(("x", "y", "w", "h", "score")):
+    for k, col in enumerate(TEXT_BOX_COLUMNS[2:]):
         out[col] = arr[:, k].round(1 if col != "score" else 4)
     return out
+
+
+def face_stage_tables(image_ids: Sequence[str], results: Sequence[PhotoResult]) -> list[tuple[str, pd.DataFrame]]:
+    """(file name, rows) of every table the face stage writes, for these photos."""
+    return [(FACES_FILE, faces_frame(image_ids, results)), (FACE_IMAGES_FILE, face_images_frame(image_ids, results)),
+            (PHOTO_FEATURES_FILE, features_frame(image_ids, results)),
+            (TEXT_BOXES_FILE, text_boxes_frame(image_ids, results))]
 
 
 def replace_rows(old: pd.DataFrame | None, new: pd.DataFrame, drop_ids: pd.Series | set) -> pd.DataFrame:

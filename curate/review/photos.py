@@ -63,32 +63,32 @@ def photo_rows(ws: Workspace) -> np.ndarray:
     return np.flatnonzero((ws.image_kinds() == "photo").to_numpy())
 
 
+def _by_image(ws: Workspace, name: str, order: str, record) -> dict[str, list[Face]]:
+    """Rows of table ``name`` grouped per image id in ``order`` order, each made a :class:`Face`
+    by ``record`` (empty when the table is absent or empty)."""
+    table = ws.read_parquet(name)
+    if table is None or len(table) == 0:
+        return {}
+    out: dict[str, list[Face]] = {}
+    for rec in table.sort_values(["image_id", order], kind="stable").itertuples(index=False):
+        out.setdefault(str(rec.image_id), []).append(record(rec))
+    return out
+
+
 def faces_by_image(ws: Workspace) -> dict[str, list[Face]]:
     """``faces.parquet`` grouped per image id, in face_index order (empty when absent)."""
-    faces = ws.read_parquet("faces.parquet")
-    if faces is None or len(faces) == 0:
-        return {}
-    faces = faces.sort_values(["image_id", "face_index"], kind="stable")
-    out: dict[str, list[Face]] = {}
-    for rec in faces.itertuples(index=False):
+    def record(rec) -> Face:
         lms = [] if rec.landmarks is None else [[float(p[0]), float(p[1])] for p in rec.landmarks]
-        out.setdefault(str(rec.image_id), []).append(
-            Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), lms, bool(rec.is_main)))
-    return out
+        return Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), lms, bool(rec.is_main))
+
+    return _by_image(ws, "faces.parquet", "face_index", record)
 
 
 def text_boxes_by_image(ws: Workspace) -> dict[str, list[Face]]:
     """``text_boxes.parquet`` grouped per image id, as :class:`Face` records (no landmarks, never
     main), largest first; empty when absent (workspaces from before the text detector)."""
-    boxes = ws.read_parquet("text_boxes.parquet")
-    if boxes is None or len(boxes) == 0:
-        return {}
-    boxes = boxes.sort_values(["image_id", "box_index"], kind="stable")
-    out: dict[str, list[Face]] = {}
-    for rec in boxes.itertuples(index=False):
-        out.setdefault(str(rec.image_id), []).append(
-            Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), [], False))
-    return out
+    return _by_image(ws, "text_boxes.parquet", "box_index",
+                     lambda rec: Face(float(rec.x), float(rec.y), float(rec.w), float(rec.h), float(rec.score), [], False))
 
 
 def face_status(ws: Workspace) -> dict[str, str]:
