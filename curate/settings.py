@@ -305,11 +305,15 @@ class MislabelSettings(Settings):
 class FacesSettings(Settings):
     """The face stage of photo sources (detect, align, crop)."""
 
+    detector: Literal["mtcnn", "hog"]
+    mtcnn_side: Annotated[int, AtLeast(12)]
+    mtcnn_min_face: Annotated[float, AtLeast(12)]
+    mtcnn_min_score: float
     max_side: Annotated[int, AtLeast(1)]
     upsample: Annotated[int, AtLeast(0)]
     max_enlarge: float
     rotations: tuple[float, ...]
-    fallback: Literal["none", "mmod"]
+    fallback: Literal["none", "hog", "mmod"]
     min_score: float
     rgb_size: Annotated[int, AtLeast(1)]
     model_dir: Optional[str]
@@ -369,8 +373,17 @@ class PhotoLearnedCheckSettings(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
+class MultipleFacesSettings(Settings):
+    """``multiple_faces``: two or more MTCNN faces (faces.parquet) confident enough."""
+
+    threshold: Annotated[float, AtLeast(0)]
+    main_face_score: Annotated[float, AtLeast(0)]
+    min_relative_width: Annotated[float, AtLeast(0)]
+
+
+@dataclasses.dataclass(frozen=True)
 class PhotoCheckSettings(Settings):
-    """``no_face``, ``multiple_faces``: photo scorers only (``model`` = the scorer's own threshold)."""
+    """``no_face``: a photo scorer only (``model`` = the scorer's own threshold)."""
 
     photo_threshold: Union[Literal["model"], float]
 
@@ -443,7 +456,7 @@ class AuditSettings(Settings):
     watermark: PhotoLearnedCheckSettings
     cartoon: PhotoLearnedCheckSettings
     no_face: PhotoCheckSettings
-    multiple_faces: PhotoCheckSettings
+    multiple_faces: MultipleFacesSettings
     occlusion: LearnedCheckSettings
     detector: DetectorSettings
     model: DefectModelSettings

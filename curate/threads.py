@@ -22,11 +22,12 @@ and where it came from the first time it changes anything.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from curate.errors import CurateError
 
@@ -225,6 +226,24 @@ def apply_threads(requested: int | None = None, *, source: str = "--threads",
         extra = "" if choice.source == "usable cores" else f"; {cores} usable cores"
         log(f"threads: {choice.threads} for {' and '.join(changed)} ({choice.source}{extra})")
     return choice
+
+
+@contextlib.contextmanager
+def torch_single_threaded(workers: int) -> Iterator[None]:
+    """While ``workers`` > 1 threads each run torch on their own item (the face stage's MTCNN,
+    one photo per thread), torch ops use one thread each: nested thread pools on a few cores only
+    contend (200 photos, 4 workers, 2 cores: 26.8 s vs 30.3 s). The count is restored after."""
+    if workers <= 1:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def applied() -> dict[str, ThreadChoice]:

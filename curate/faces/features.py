@@ -151,15 +151,15 @@ def face_features(faces: list[Face], main: int | None, width: int, height: int) 
     short = float(min(width, height)) or 1.0
     feats = {"n_faces": float(len(faces)), "main_score": -2.0, "main_rel_width": 0.0, "main_px_width": 0.0,
              "main_yaw": 1.0, "main_roll": 0.0, "second_rel_size": 0.0, "n_faces_half_main": 0.0,
-             "second_score": -2.0}
+             "second_score": -2.0, "main_by_mtcnn": 0.0}
     if main is None:
         return feats
     f = faces[main]
     left, right = f.eyes
     eye_mid = (left + right) / 2
     eye_dist = float(np.hypot(*(right - left))) or 1.0
-    nose = f.landmarks[4]
-    feats.update(main_score=f.score, main_rel_width=f.w / short, main_px_width=f.w,
+    nose = f.nose
+    feats.update(main_score=f.score, main_by_mtcnn=float(f.detector == "mtcnn"), main_rel_width=f.w / short, main_px_width=f.w,
                  main_yaw=float(abs(nose[0] - eye_mid[0]) / eye_dist),
                  main_roll=float(abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))))
     others = [g for i, g in enumerate(faces) if i != main]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from curate.faces.align import align, centre_square, roll_degrees
-from curate.faces.detect import Face, detect_faces, pick_main
+from curate.faces.detect import Face, find_faces, pick_main
 from curate.faces.features import art_features, face_features, text_features
 from curate.faces.text_detect import detect_text, missing_features
 
@@ -68,9 +68,10 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
     h, w = rgb.shape[:2]
     res = PhotoResult(width=w, height=h)
     try:
-        res.faces = detect_faces(rgb, max_side=p.max_side, upsample=p.upsample, min_score=p.min_score,
-                                 max_enlarge=p.max_enlarge, rotations=p.rotations, fallback=p.fallback,
-                                 model_dir=p.model_dir)
+        res.faces = find_faces(rgb, detector=p.detector, mtcnn_side=p.mtcnn_side, mtcnn_min_face=p.mtcnn_min_face,
+                               mtcnn_min_score=p.mtcnn_min_score, fallback=p.fallback, max_side=p.max_side,
+                               upsample=p.upsample, min_score=p.min_score, max_enlarge=p.max_enlarge,
+                               rotations=p.rotations, model_dir=p.model_dir)
         res.main = pick_main(res.faces, w, h)
         rgb_size = p.rgb_size
         if res.main is None:

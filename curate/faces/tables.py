@@ -1,7 +1,9 @@
 """The face stage's outputs as tables (contracts) built from :class:`PhotoResult` records.
 
 - ``faces.parquet`` (contract): ``image_id, face_index, x, y, w, h`` (original pixels),
-  ``score`` (HOG detector margin), ``landmarks`` (list of 5 [x, y] points), ``is_main``.
+  ``score`` (MTCNN's face probability 0-1, or the HOG detector's margin), ``landmarks`` (list of
+  5 [x, y] points: dlib's two corners per eye, then the nose), ``is_main``; and ``detector``
+  (mtcnn | hog: which detector found the box).
 - ``face_images.parquet``: one row per photo: ``image_id, status`` (ok | no_face | error),
   ``n_faces, main_face_index, detail, seconds``.
 - ``photo_features.parquet``: ``image_id`` then the numeric image-level features.
@@ -21,7 +23,7 @@ FACES_FILE = "faces.parquet"
 FACE_IMAGES_FILE = "face_images.parquet"
 PHOTO_FEATURES_FILE = "photo_features.parquet"
 TEXT_BOXES_FILE = "text_boxes.parquet"
-FACE_COLUMNS = ("image_id", "face_index", "x", "y", "w", "h", "score", "landmarks", "is_main")
+FACE_COLUMNS = ("image_id", "face_index", "x", "y", "w", "h", "score", "landmarks", "is_main", "detector")
 FACE_IMAGE_COLUMNS = ("image_id", "status", "n_faces", "main_face_index", "detail", "seconds")
 TEXT_BOX_COLUMNS = ("image_id", "box_index", "x", "y", "w", "h", "score")
 
@@ -32,7 +34,7 @@ def faces_frame(image_ids: Sequence[str], results: Sequence[PhotoResult]) -> pd.
     for image_id, res in zip(image_ids, results):
         for k, f in enumerate(res.faces):
             rows.append((image_id, k, f.x, f.y, f.w, f.h, f.score,
-                         [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks], k == res.main))
+                         [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks], k == res.main, f.detector))
     df = pd.DataFrame(rows, columns=list(FACE_COLUMNS))
     return coerce_faces(df)
 
@@ -46,6 +48,7 @@ def coerce_faces(df: pd.DataFrame) -> pd.DataFrame:
         out[col] = out[col].astype("float64").round(1 if col != "score" else 4)
     out["is_main"] = out["is_main"].astype(bool)
     out["landmarks"] = out["landmarks"].astype(object)
+    out["detector"] = out["detector"].fillna("hog").astype("string")   # tables from before MTCNN: HOG
     return out.reset_index(drop=True)
 
 

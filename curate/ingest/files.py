@@ -18,6 +18,7 @@ from curate.ingest.fer2013 import open_text
 from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
 from curate.labels import FER2013_USAGE, canonical_label, canonical_split
 from curate.progress import progress
+from curate.threads import torch_single_threaded
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings, IngestSettings
@@ -70,7 +71,8 @@ def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: in
     facts: list[tuple] = []
     photos: list = []
     chunk = 64 if photo_params is None else 4
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            torch_single_threaded(workers if photo_params is not None else 1):
         results = pool.map(lambda c: _decode_one(c, image_size, max_pixels, photo_params), cands, chunksize=chunk)
         for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
             if isinstance(res, DecodeError):
