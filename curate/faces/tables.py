@@ -48,7 +48,8 @@ def coerce_faces(df: pd.DataFrame) -> pd.DataFrame:
         out[col] = out[col].astype("float64").round(1 if col != "score" else 4)
     out["is_main"] = out["is_main"].astype(bool)
     out["landmarks"] = out["landmarks"].astype(object)
-    out["detector"] = out["detector"].fillna("hog").astype("string")   # tables from before MTCNN: HOG
+    detector = out["detector"].astype(object)
+    out["detector"] = detector.where(detector.notna(), "hog").astype("string")   # tables from before MTCNN: HOG
     return out.reset_index(drop=True)
 
 
