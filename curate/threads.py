@@ -229,13 +229,11 @@ def apply_threads(requested: int | None = None, *, source: str = "--threads",
 
 
 @contextlib.contextmanager
-def torch_single_threaded(workers: int) -> Iterator[None]:
-    """While ``workers`` > 1 threads each run torch on their own item (the face stage's MTCNN,
-    one photo per thread), torch ops use one thread each: nested thread pools on a few cores only
-    contend (200 photos, 4 workers, 2 cores: 26.8 s vs 30.3 s). The count is restored after."""
-    if workers <= 1:
-        yield
-        return
+def torch_single_threaded() -> Iterator[None]:
+    """torch ops on one thread while the face stage's worker threads each run MTCNN on their own
+    photo: nested thread pools on a few cores only contend (200 photos, 4 workers, 2 cores: 26.8 s
+    vs 30.3 s), and one thread gives the same floating-point sums whatever the worker count. The
+    count is restored after."""
     import torch
 
     before = torch.get_num_threads()

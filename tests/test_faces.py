@@ -275,3 +275,11 @@ def test_the_defect_model_learns_clean_only_from_found_faces(monkeypatch, tmp_pa
     assert (status == "no_face").sum() == 3 and (status == "ok").sum() == 2
     faced = np.asarray(ws.pixels())[np.flatnonzero(ws.manifest()["source_path"].isin(["happy/face.jpg", "happy/mirror.jpg"]))]
     assert len(seen["clean"]) == 2 and np.array_equal(np.sort(seen["clean"].reshape(2, -1), 0), np.sort(faced.reshape(2, -1), 0))
+
+
+def test_face_stage_outputs_do_not_depend_on_the_worker_count(photo_ws, tmp_path):
+    one = Workspace(tmp_path / "ws1")
+    ingest(one, [FIXTURES], overrides=["workers=1"], quiet=True)
+    for name in ("faces.parquet", "photo_features.parquet"):
+        pd.testing.assert_frame_equal(one.read_parquet(name), photo_ws.read_parquet(name), check_exact=True)
+    np.testing.assert_array_equal(np.asarray(one.pixels()), np.asarray(photo_ws.pixels()))

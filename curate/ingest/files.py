@@ -1,6 +1,7 @@
 """Readers for image folders and ``path,label[,split]`` CSVs (shared parallel decoding)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -72,7 +73,7 @@ def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: in
     photos: list = []
     chunk = 64 if photo_params is None else 4
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            torch_single_threaded(workers if photo_params is not None else 1):
+            (torch_single_threaded() if photo_params is not None else contextlib.nullcontext()):
         results = pool.map(lambda c: _decode_one(c, image_size, max_pixels, photo_params), cands, chunksize=chunk)
         for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
             if isinstance(res, DecodeError):
