@@ -68,6 +68,13 @@ class _PhotoCheck(Check):
     def failed(self, data: PhotoData, pos: np.ndarray) -> np.ndarray:
         return data.status[pos] == "error"
 
+    def mark_failed(self, data: PhotoData, pos: np.ndarray, scores: np.ndarray, evidence: list[str]) -> None:
+        """Photos whose face stage failed: no score, and the stage's error as the evidence."""
+        bad = self.failed(data, pos)
+        scores[bad] = np.nan
+        for i in np.flatnonzero(bad):
+            evidence[i] = data.detail[pos[i]]
+
 
 class _LearnedPhotoCheck(_PhotoCheck):
     def scorer(self, ctx: AuditContext):
@@ -87,10 +94,7 @@ class _LearnedPhotoCheck(_PhotoCheck):
         scores = scorer.predict(frame)
         reasons = scorer.top_reasons(frame)
         evidence = [self.describe(data, int(p), float(s), r) for p, s, r in zip(pos, scores, reasons)]
-        bad = self.failed(data, pos)
-        scores[bad] = np.nan
-        for i in np.flatnonzero(bad):
-            evidence[i] = data.detail[pos[i]]
+        self.mark_failed(data, pos, scores, evidence)
         return scores, evidence
 
     def flag(self, scores: np.ndarray) -> np.ndarray:
@@ -183,10 +187,7 @@ class MultipleFaces(_PhotoCheck):
         scores = second_face_scores(data.faces, ids, main_face_score=self.params.main_face_score,
                                     min_relative_width=self.params.min_relative_width)
         evidence = [self.describe(data, int(p), float(sc)) for p, sc in zip(pos, scores)]
-        bad = self.failed(data, pos)
-        scores[bad] = np.nan
-        for i in np.flatnonzero(bad):
-            evidence[i] = data.detail[pos[i]]
+        self.mark_failed(data, pos, scores, evidence)
         return scores, evidence
 
     def describe(self, data: PhotoData, pos: int, score: float) -> str:

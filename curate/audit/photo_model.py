@@ -39,7 +39,7 @@ FEATURES: dict[str, tuple[str, ...]] = {"no_face": PHOTO_FEATURES, "cartoon": PH
                                         "watermark": PHOTO_FEATURES + TEXT_DETECTOR_FEATURES}
 """The features each learned photo check reads (names of photo_features.parquet columns); the
 watermark check also reads the text detector's (:mod:`curate.faces.text_detect`). multiple_faces
-is not learned: it reads MTCNN's face probabilities (:func:`curate.audit.checks_photo.thresholds`)."""
+is not learned: it reads MTCNN's face probabilities (:func:`curate.audit.checks_photo.second_face_scores`)."""
 
 LOG_FEATURES = {"colours_per_kpx", "strong_glyphs", "strong_glyphs_centre", "strong_glyphs_bottom",
                 "faint_glyphs", "faint_glyphs_centre", "faint_glyphs_bottom", "strong_glyph_rows",

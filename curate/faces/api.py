@@ -142,8 +142,7 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
                 return res
             return process_photo(arr, size=size, params=params)
 
-        n_workers = max(1, int(workers or cfg.workers))
-        with ThreadPoolExecutor(max_workers=n_workers) as pool, torch_single_threaded():
+        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg.workers))) as pool, torch_single_threaded():
             results = list(progress(pool.map(one, photo_rows.tolist()), total=len(photo_rows), desc="faces",
                                     quiet=quiet, unit="img"))
         ids = manifest["image_id"].iloc[photo_rows].tolist()

@@ -91,13 +91,17 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, recall: float, precision:
     cands = np.unique(np.round(score, 4))
     best_t, best_key = 0.5, (-1.0, -1.0)
     for t in cands:
-        m = pr(y, score >= t)
-        meets = m["recall"] >= recall and m["precision"] >= precision
-        f1 = 2 * m["precision"] * m["recall"] / max(m["precision"] + m["recall"], 1e-9)
-        key = (1.0 + m["recall"] if meets else 0.0, f1)
+        key = target_key(pr(y, score >= t), recall, precision)
         if key > best_key:
             best_key, best_t = key, float(t)
     return best_t
+
+
+def target_key(m: dict[str, float], recall: float, precision: float) -> tuple[float, float]:
+    """Sort key of a flag's figures ``m``: meeting both targets first (then the most recall),
+    else the best F1."""
+    meets = m["recall"] >= recall and m["precision"] >= precision
+    return (1.0 + m["recall"] if meets else 0.0, _f1(m))
 
 
 def oof_scores(check: str, feats: pd.DataFrame, y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -186,12 +190,7 @@ def multiple_faces_figures(faces: pd.DataFrame, image_ids: list[str], y: np.ndar
     chosen = []
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(y)), y, groups):
-        def key(combo):
-            m = pr(y[train], flags[combo][train])
-            t_recall, t_precision = TARGETS["multiple_faces"]
-            meets = m["recall"] >= t_recall and m["precision"] >= t_precision
-            return (1.0 + m["recall"] if meets else 0.0, _f1(m))
-        best = max(combos, key=key)
+        best = max(combos, key=lambda c: target_key(pr(y[train], flags[c][train]), *TARGETS["multiple_faces"]))
         chosen.append(dict(zip(MULTIPLE_FACES_GRID, best)))
         held[test] = flags[best][test]
     out["cross_validated"] = {**pr(y, held), "chosen": chosen}

@@ -97,15 +97,15 @@ def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 
     the ``hog`` keyword arguments), ``"mmod"`` (HOG, then dlib's CNN detector) or ``"none"``.
     ``detector="hog"``: :func:`detect_faces` alone (its own ``fallback``: ``none`` or ``mmod``).
     """
-    if detector == "hog":
-        return detect_faces(image, fallback="mmod" if fallback == "mmod" else "none", **hog)
-    if detector != "mtcnn":
+    if detector not in ("mtcnn", "hog"):
         raise ValueError(f"unknown face detector {detector!r} (mtcnn or hog)")
-    faces = mtcnn_faces(image, side=mtcnn_side, min_face=mtcnn_min_face, min_score=mtcnn_min_score,
-                        model_dir=hog.get("model_dir"))
-    if not faces and fallback in ("hog", "mmod"):
-        faces = detect_faces(image, fallback="mmod" if fallback == "mmod" else "none", **hog)
-    return faces
+    faces = []
+    if detector == "mtcnn":
+        faces = mtcnn_faces(image, side=mtcnn_side, min_face=mtcnn_min_face, min_score=mtcnn_min_score,
+                            model_dir=hog.get("model_dir"))
+        if faces or fallback == "none":
+            return faces
+    return detect_faces(image, fallback="mmod" if fallback == "mmod" else "none", **hog)
 
 
 def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, min_score: float = 0.85,

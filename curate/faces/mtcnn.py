@@ -48,48 +48,51 @@ def load_weights(path: str | Path | None = None) -> dict:
         return _WEIGHTS[key]
 
 
-def _pnet(w: dict, x):
+def _layer(w: dict, x, name: str, act: str | None = None):
+    """Layer ``name`` (a convolution for 4-d weights, else dense) on ``x``, then PReLU ``act``."""
     import torch.nn.functional as F
 
-    x = F.prelu(F.conv2d(x, w["pnet.conv1.weight"], w["pnet.conv1.bias"]), w["pnet.prelu1.weight"])
-    x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["pnet.conv2.weight"], w["pnet.conv2.bias"]), w["pnet.prelu2.weight"])
-    x = F.prelu(F.conv2d(x, w["pnet.conv3.weight"], w["pnet.conv3.bias"]), w["pnet.prelu3.weight"])
-    prob = F.softmax(F.conv2d(x, w["pnet.conv4_1.weight"], w["pnet.conv4_1.bias"]), dim=1)
-    reg = F.conv2d(x, w["pnet.conv4_2.weight"], w["pnet.conv4_2.bias"])
-    return reg, prob[:, 1]
+    weight, bias = w[f"{name}.weight"], w[f"{name}.bias"]
+    y = F.conv2d(x, weight, bias) if weight.dim() == 4 else F.linear(x, weight, bias)
+    return F.prelu(y, w[f"{act}.weight"]) if act else y
+
+
+def _convs(w: dict, x, net: str, pools: tuple[int, ...]):
+    """``net``'s conv1, conv2, ... each with its PReLU, each followed by a stride-2 max pool of
+    the given size (0: none)."""
+    import torch.nn.functional as F
+
+    for k, pool in enumerate(pools, start=1):
+        x = _layer(w, x, f"{net}.conv{k}", f"{net}.prelu{k}")
+        if pool:
+            x = F.max_pool2d(x, pool, 2, ceil_mode=True)
+    return x
+
+
+def _flatten(x):
+    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)      # the converted weights' flatten order
+
+
+def _face_probability(logits):
+    import torch.nn.functional as F
+
+    return F.softmax(logits, dim=1)[:, 1]
+
+
+def _pnet(w: dict, x):
+    x = _convs(w, x, "pnet", (2, 0, 0))
+    return _layer(w, x, "pnet.conv4_2"), _face_probability(_layer(w, x, "pnet.conv4_1"))
 
 
 def _rnet(w: dict, x):
-    import torch.nn.functional as F
-
-    x = F.prelu(F.conv2d(x, w["rnet.conv1.weight"], w["rnet.conv1.bias"]), w["rnet.prelu1.weight"])
-    x = F.max_pool2d(x, 3, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["rnet.conv2.weight"], w["rnet.conv2.bias"]), w["rnet.prelu2.weight"])
-    x = F.max_pool2d(x, 3, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["rnet.conv3.weight"], w["rnet.conv3.bias"]), w["rnet.prelu3.weight"])
-    x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)      # the converted weights' flatten order
-    x = F.prelu(F.linear(x, w["rnet.dense4.weight"], w["rnet.dense4.bias"]), w["rnet.prelu4.weight"])
-    prob = F.softmax(F.linear(x, w["rnet.dense5_1.weight"], w["rnet.dense5_1.bias"]), dim=1)
-    return F.linear(x, w["rnet.dense5_2.weight"], w["rnet.dense5_2.bias"]), prob[:, 1]
+    x = _layer(w, _flatten(_convs(w, x, "rnet", (3, 3, 0))), "rnet.dense4", "rnet.prelu4")
+    return _layer(w, x, "rnet.dense5_2"), _face_probability(_layer(w, x, "rnet.dense5_1"))
 
 
 def _onet(w: dict, x):
-    import torch.nn.functional as F
-
-    x = F.prelu(F.conv2d(x, w["onet.conv1.weight"], w["onet.conv1.bias"]), w["onet.prelu1.weight"])
-    x = F.max_pool2d(x, 3, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["onet.conv2.weight"], w["onet.conv2.bias"]), w["onet.prelu2.weight"])
-    x = F.max_pool2d(x, 3, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["onet.conv3.weight"], w["onet.conv3.bias"]), w["onet.prelu3.weight"])
-    x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-    x = F.prelu(F.conv2d(x, w["onet.conv4.weight"], w["onet.conv4.bias"]), w["onet.prelu4.weight"])
-    x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
-    x = F.prelu(F.linear(x, w["onet.dense5.weight"], w["onet.dense5.bias"]), w["onet.prelu5.weight"])
-    prob = F.softmax(F.linear(x, w["onet.dense6_1.weight"], w["onet.dense6_1.bias"]), dim=1)
-    reg = F.linear(x, w["onet.dense6_2.weight"], w["onet.dense6_2.bias"])
-    points = F.linear(x, w["onet.dense6_3.weight"], w["onet.dense6_3.bias"])
-    return reg, points, prob[:, 1]
+    x = _layer(w, _flatten(_convs(w, x, "onet", (3, 3, 2, 0))), "onet.dense5", "onet.prelu5")
+    return (_layer(w, x, "onet.dense6_2"), _layer(w, x, "onet.dense6_3"),
+            _face_probability(_layer(w, x, "onet.dense6_1")))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, overlap: float, mode: str = "union") -> np.ndarray:
