@@ -466,7 +466,7 @@ class AuditSettings(Settings):
 
 EXPORT_FORMATS = ("imagefolder", "csv", "parquet")
 """Formats of ``curate export`` / ``split.export``."""
-BALANCE_MODES = ("none", "undersample", "oversample", "class_weights")
+BALANCE_MODES = ("none", "undersample", "oversample", "class_weights", "prior")
 """``split.balance``: how the train rows are balanced."""
 DUPLICATE_REMOVALS = ("drop_duplicate", "exclude_conflict", "drop_leak")
 """dedupe's proposed actions that remove an image (``split.duplicates.actions``)."""
@@ -498,6 +498,15 @@ class SplitMislabelSettings(Settings):
     confident: Literal[MISLABEL_ACTIONS["confident"]]
     relabel_min_probability: NonNegative
     other: Literal[MISLABEL_ACTIONS["other"]]
+    top_share: NonNegative
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSoftLabelsSettings(Settings):
+    """Soft training targets from the mislabel check's out-of-fold probabilities."""
+
+    apply: bool
+    label_weight: NonNegative
 
 
 @dataclasses.dataclass(frozen=True)
@@ -514,6 +523,7 @@ class SplitSettings(Settings):
     duplicates: SplitDuplicatesSettings
     findings: SplitFindingsSettings
     mislabel: SplitMislabelSettings
+    soft_labels: SplitSoftLabelsSettings
     balance: Literal[BALANCE_MODES]
     export: tuple[Literal[EXPORT_FORMATS], ...]
     classes: Optional[Union[str, tuple[Any, ...]]]

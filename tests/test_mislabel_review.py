@@ -189,3 +189,63 @@ def test_rescore_command_path_uses_the_reviewers_decisions(sample_ws):
     assert rows_after.at[top[1], "score"] == 0.0 and not bool(rows_after.at[top[1], "flagged"])
     assert "reviewed error rate of this class pair" in rows_after.at[top[3], "evidence"]
     assert after["flagged"] == before["estimated_issues"]
+
+
+def test_split_mislabel_top_share_acts_only_on_the_most_suspect():
+    ledger, findings, confidence = ledger_and_findings()
+    findings["score"] = [0.9, 0.95, 0.5, 0.99, 0.4, 0.3]   # ranking: i3 (not flagged), i1, i0, i2, i4, i5
+    counts = policy.apply_mislabel(ledger, findings, confidence, confident="relabel", other="exclude",
+                                   min_probability=0.8, clean_test=False, top_share=0.5)
+    # the top half of the 6 scored images is i3, i1, i0: i1 is below the bar (excluded), i0 relabelled;
+    # i2 (flagged, ambiguous) lies outside the top half and stays with its label
+    assert counts == {"relabelled": 1, "excluded_confident": 0, "excluded_other": 1, "kept": 0}
+    assert ledger.loc[0, "label"] == "neutral" and ledger.loc[1, "status"] == "removed"
+    assert ledger.loc[2, "status"] == "kept" and ledger.loc[2, "label"] == "fear"
+    with pytest.raises(ValueError, match="top_share"):
+        policy.apply_mislabel(ledger, findings, confidence, confident="relabel", other="exclude",
+                              min_probability=0.8, clean_test=False, top_share=0)
+
+
+def test_soft_targets_mix_the_label_with_out_of_fold_probabilities():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    targets, has = policy.soft_targets(["a", "b", "c"], ["sad", "happy", "sad"], ["happy", "sad"], probs,
+                                       ["b", "a"], ["happy", "sad", "fear"], 0.5)
+    # a: its probabilities (happy 0.1, sad 0.1 -> 0.5 / 0.5 over the split's classes) mixed with sad
+    np.testing.assert_allclose(targets[0], [0.25, 0.75])
+    np.testing.assert_allclose(targets[1], [0.5 + 0.5 * 0.7 / 0.9, 0.5 * 0.2 / 0.9], rtol=1e-6)
+    np.testing.assert_allclose(targets[2], [0.0, 1.0])          # no probabilities: the label alone
+    assert has.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="label_weight"):
+        policy.soft_targets(["a"], ["sad"], ["happy", "sad"], probs, ["b", "a"], ["happy", "sad", "fear"], 1.5)
+    with pytest.raises(ValueError, match="not among the classes"):
+        policy.soft_targets(["a"], ["fear"], ["happy", "sad"], probs, ["b", "a"], ["happy", "sad", "fear"], 0.5)
+
+
+def test_split_soft_labels_reach_the_trainer(sample_ws):
+    """`curate split --set soft_labels.apply=true` writes targets.parquet from the OOF outputs and
+    `curate train-eval` trains on them; a later split without soft labels removes the file."""
+    from curate.mislabel.api import labelled_rows, save_oof
+    from curate.split.api import build_split
+    from curate.train.api import train_eval
+
+    manifest = sample_ws.manifest()
+    rows, classes, y = labelled_rows(manifest)
+    probs = np.zeros((len(y), len(classes)))
+    probs[np.arange(len(y)), (y + 1) % len(classes)] = 1.0     # all the mass on the next class
+    ids = manifest["image_id"].astype(str).to_numpy()[rows]
+    save_oof(sample_ws, ids, np.arange(len(y)) % 3, y, probs, classes, {"name": "fake"}, 3, 0.0, judged=True)
+    summary = build_split(sample_ws, name="soft", overrides=["soft_labels.apply=true", "soft_labels.label_weight=0.6"],
+                          quiet=True)
+    targets = pd.read_parquet(sample_ws.path("splits/soft/targets.parquet"))
+    split_rows = pd.read_parquet(sample_ws.path("splits/soft/manifest.parquet"))
+    train = split_rows[split_rows["split"] == "train"]
+    assert sorted(targets["image_id"]) == sorted(train["image_id"])
+    assert summary["steps"]["soft_labels"]["with_oof_probabilities"] == len(train)
+    t = targets.set_index("image_id").loc[train["image_id"]]
+    label_mass = t.to_numpy()[np.arange(len(train)), [summary["classes"].index(c) for c in train["label"]]]
+    np.testing.assert_allclose(label_mass, 0.6, atol=1e-6)       # 0.6 x one-hot + 0.4 x (0 on the label)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, atol=1e-6)
+    run = train_eval(sample_ws, "soft", recipe="demo_tiny", overrides=["epochs=1"], quiet=True)
+    assert sample_ws.read_json(f"runs/{run['run']}/metrics.json")["soft_targets"] is True
+    build_split(sample_ws, name="soft", quiet=True)
+    assert not sample_ws.path("splits/soft/targets.parquet").exists()

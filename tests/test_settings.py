@@ -211,7 +211,7 @@ def test_split_settings():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("balance=sideways", r"split\.balance: expected one of none, undersample, oversample, class_weights"),
+    ("balance=sideways", r"split\.balance: expected one of none, undersample, oversample, class_weights, prior"),
     ("export=[tfrecord]", r"split\.export\[0\]: expected one of imagefolder, csv, parquet; got 'tfrecord'"),
     ("mislabel.other=relabel", r"split\.mislabel\.other: expected one of keep, exclude; got 'relabel'"),
     ("mislabel.relabel_min_probability=-1", r"split\.mislabel\.relabel_min_probability: expected a number >= 0"),

@@ -170,3 +170,24 @@ def test_bad_inputs_refused(sample_ws):
         build_split(sample_ws, export=["tfrecord"], quiet=True)
     with pytest.raises(CurateError, match="no split named"):
         read_split(sample_ws, "nope")
+
+
+def test_prior_balance_restores_the_class_shares_cleaning_changed(sample_ws):
+    """Cleaning that removes most of one class: `prior` weights give train its shares from before."""
+    m = sample_ws.manifest()
+    train = m[m["split"] == "train"]
+    before = train["label"].value_counts()
+    target = before.idxmax()
+    gone = list(train.loc[train["label"] == target, "image_id"].iloc[: int(before[target] * 0.75)])
+    write_findings(sample_ws, make_findings(gone, "blank", np.ones(len(gone)), np.ones(len(gone), bool),
+                                            ["std 0"] * len(gone)))
+    build_split(sample_ws, name="plain", quiet=True)
+    build_split(sample_ws, name="prior", balance="prior", quiet=True)
+    plain, prior = read_split(sample_ws, "plain"), read_split(sample_ws, "prior")
+    tr = prior[prior["split"] == "train"]
+    assert len(tr) == (plain["split"] == "train").sum() == len(train) - len(gone)
+    weighted = tr.groupby("label")["weight"].sum() / tr["weight"].sum()
+    np.testing.assert_allclose(weighted.sort_index(), (before / before.sum()).sort_index(), atol=1e-9)
+    assert tr.loc[tr["label"] == target, "weight"].iloc[0] > 1.5  # the thinned class counts for more
+    assert tr["weight"].mean() == pytest.approx(1.0)
+    assert (prior.loc[prior["split"] != "train", "weight"] == 1).all()

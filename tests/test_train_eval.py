@@ -72,6 +72,32 @@ def test_train_eval_writes_contract_outputs_and_compare(sample_ws):
                    resume=True)
 
 
+def test_cleaned_split_trains_as_many_steps_as_before_cleaning(sample_ws):
+    """Default ``min_steps: raw``: a split whose cleaning removed half of train trains twice the epochs;
+    the raw split keeps the recipe's; an explicit min_steps 0 turns it off."""
+    import math
+
+    from curate.findings import make_findings, write_findings
+
+    ws = sample_ws
+    m = ws.manifest()
+    train_ids = m.loc[m["split"] == "train", "image_id"]
+    gone = list(train_ids.iloc[::2])
+    write_findings(ws, make_findings(gone, "blank", np.ones(len(gone)), np.ones(len(gone), bool), ["std 0"] * len(gone)))
+    build_split(ws, name="half", quiet=True)
+    build_split(ws, raw=True, quiet=True)
+    half = train_eval(ws, "half", recipe="demo_tiny", overrides=TINY, name="h", quiet=True)
+    raw = train_eval(ws, "raw", recipe="demo_tiny", overrides=TINY, name="r", quiet=True)
+    off = train_eval(ws, "half", recipe="demo_tiny", overrides=TINY + ["min_steps=0"], name="h0", quiet=True)
+    steps = math.ceil(len(train_ids) / 64)  # demo_tiny: batch 64, TINY: 1 epoch
+    h = json.loads(ws.path("runs/h/metrics.json").read_text())
+    assert h["min_steps_from"] == {"min_steps": "raw", "train_images": len(train_ids) - len(gone),
+                                   "removed_by_cleaning": len(gone), "steps": steps}
+    assert half["epochs_run"] == math.ceil(steps / math.ceil((len(train_ids) - len(gone)) / 64)) == 2
+    assert raw["epochs_run"] == 1 and off["epochs_run"] == 1
+    assert json.loads(ws.path("runs/h0/metrics.json").read_text())["min_steps_from"] is None
+
+
 def test_train_eval_and_compare_cli(sample_ws):
     build_split(sample_ws, quiet=True)
     runner = CliRunner()

@@ -103,7 +103,7 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     resplit_val : bool, optional
         Re-split train+val (stratified, group-aware) instead of keeping the dataset's own val split.
         None = the ``resplit_val`` setting (false). Default None.
-    balance : {"none", "undersample", "oversample", "class_weights"}, optional
+    balance : {"none", "undersample", "oversample", "class_weights", "prior"}, optional
         Balancing of the train rows; None = the ``balance`` setting (``none``). Default None.
     export : iterable of str, optional
         Exports to write, any of ``imagefolder``, ``csv``, ``parquet`` (others are refused); None = the
@@ -148,7 +148,8 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     frame = _split_frame(ledger, cfg, seed)
     summary = _summary(name, ws.root, split_dir(ws, name), seed, cfg, subset, all_classes,
                        _input_sizes(cfg, tables), steps, ledger, frame)
-    _write_outputs(ws, name, ledger, frame, summary, list(cfg.export), quiet)
+    targets = _soft_targets(ws, cfg, frame, summary)
+    _write_outputs(ws, name, ledger, frame, summary, list(cfg.export), quiet, targets)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ws.write_json(f"splits/{name}/split.json", summary)
     ws.record_run("split", argv=argv, seed=seed, started=started, options=summary["options"] | {"name": name},
@@ -169,6 +170,8 @@ def _settings(cfg: dict[str, Any], **given: Any) -> SplitSettings:
     settings = as_settings("split", cfg)
     if not 0 < settings.val_fraction < 1 or not 0 <= settings.test_fraction < 1:
         raise CurateError("val_fraction must be in (0, 1) and test_fraction in [0, 1)", exit_code=2)
+    if not 0 < settings.mislabel.top_share <= 1 or not 0 <= settings.soft_labels.label_weight <= 1:
+        raise CurateError("mislabel.top_share must be in (0, 1] and soft_labels.label_weight in [0, 1]", exit_code=2)
     if settings.raw and settings.clean_test:
         raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
     return settings
@@ -252,7 +255,8 @@ def _split_frame(ledger: pd.DataFrame, cfg: SplitSettings, seed: int) -> pd.Data
     kept = ledger[ledger["status"] == "kept"]
     frame = pd.DataFrame({"image_id": kept["image_id"].astype("string"), "split": kept["split"].astype("string"),
                           "label": kept["label"].astype("string"), "weight": np.ones(len(kept))})
-    frame = policy.balance(frame, cfg.balance, seed)
+    before = ledger.loc[ledger["given_split"] == "train", "given_label"].dropna().astype(str).value_counts()
+    frame = policy.balance(frame, cfg.balance, seed, prior=before)
     order = {"train": 0, "val": 1, "test": 2}
     frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o"], kind="stable").drop(columns="_o")
     return frame.reset_index(drop=True)
@@ -264,7 +268,8 @@ def _summary(name: str, root: Path, out: Path, seed: int, cfg: SplitSettings, su
     """The split's summary (before its report, exports and seconds are added)."""
     as_dict = cfg.to_dict()
     options = {k: as_dict[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
-                                       "decisions", "duplicates", "findings", "mislabel", "exclude_no_face")}
+                                       "decisions", "duplicates", "findings", "mislabel", "soft_labels",
+                                       "exclude_no_face")}
     options["classes"] = subset
     kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
     empty = [c for c in kept_classes if not (frame["label"] == c).any()]
@@ -282,12 +287,39 @@ def _summary(name: str, root: Path, out: Path, seed: int, cfg: SplitSettings, su
     return summary
 
 
+def _soft_targets(ws: Workspace, cfg: SplitSettings, frame: pd.DataFrame, summary: dict[str, Any]
+                  ) -> pd.DataFrame | None:
+    """targets.parquet's rows (``soft_labels.apply``): image_id and ``t_<class>`` per train image
+    (:func:`policy.soft_targets`); None when off or raw. Its counts go into ``summary["steps"]``.
+    CurateError without `curate mislabel` outputs."""
+    if cfg.raw or not cfg.soft_labels.apply:
+        return None
+    from curate.mislabel.api import load_oof
+
+    probs, index, meta, _ = load_oof(ws)
+    train = frame[frame["split"] == "train"].drop_duplicates("image_id")
+    classes = summary["classes"]
+    targets, has = policy.soft_targets(train["image_id"], train["label"], classes, probs,
+                                       index["image_id"].astype(str), list(meta["classes"]),
+                                       cfg.soft_labels.label_weight)
+    summary["steps"]["soft_labels"] = {"train_images": len(train), "with_oof_probabilities": int(has.sum()),
+                                       "label_only": int((~has).sum())}
+    table = pd.DataFrame(targets, columns=[f"t_{c}" for c in classes])
+    table.insert(0, "image_id", train["image_id"].astype("string").to_numpy())
+    return table
+
+
 def _write_outputs(ws: Workspace, name: str, ledger: pd.DataFrame, frame: pd.DataFrame, summary: dict[str, Any],
-                   export: list[str], quiet: bool) -> None:
-    """splits/<name>/manifest.parquet, ledger.parquet, report.md and the exports; their paths go into
-    ``summary`` (``report``, ``exports``)."""
+                   export: list[str], quiet: bool, targets: pd.DataFrame | None = None) -> None:
+    """splits/<name>/manifest.parquet, ledger.parquet, targets.parquet (soft labels; an old one is
+    removed when there are none), report.md and the exports; their paths go into ``summary``
+    (``report``, ``exports``)."""
     out = split_dir(ws, name)
     out.mkdir(parents=True, exist_ok=True)
+    if targets is not None:
+        ws.write_parquet(f"splits/{name}/targets.parquet", targets)
+    else:
+        (out / "targets.parquet").unlink(missing_ok=True)
     ws.write_parquet(f"splits/{name}/manifest.parquet", frame[list(SPLIT_MANIFEST_COLUMNS)])
     ws.write_parquet(f"splits/{name}/ledger.parquet", ledger.drop(columns=["row"]))
     write_report(out / "report.md", ledger, frame, summary)
@@ -322,7 +354,8 @@ def _mislabel_step(ledger: pd.DataFrame, findings: pd.DataFrame | None, confiden
     if not _relabels(mcfg):
         return {}
     return policy.apply_mislabel(ledger, findings, confidence, confident=mcfg.confident, other=mcfg.other,
-                                 min_probability=mcfg.relabel_min_probability, clean_test=clean_test)
+                                 min_probability=mcfg.relabel_min_probability, clean_test=clean_test,
+                                 top_share=mcfg.top_share)
 
 
 def split_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet: bool) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def split(
     resplit_val: bool = typer.Option(False, "--resplit-val", help="Re-split train+val (stratified, group-aware) "
                                      "instead of keeping the dataset's val."),
     balance: Optional[str] = typer.Option(None, "--balance", help="Train balancing: none | undersample | "
-                                          "oversample | class_weights."),
+                                          "oversample | class_weights | prior (the class shares of train before cleaning)."),
     export: Optional[str] = typer.Option(None, "--export", help="Comma list of exports: imagefolder,csv,parquet."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes, in every split "
                                           "(comma list, e.g. happy,neutral,sad,surprise; = --set classes=[...])."),

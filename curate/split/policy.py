@@ -167,10 +167,12 @@ def apply_findings(ledger: pd.DataFrame, findings: pd.DataFrame | None, exclude_
 
 
 def apply_mislabel(ledger: pd.DataFrame, findings: pd.DataFrame | None, confidence: pd.Series | None, *,
-                   confident: str, other: str, min_probability: float, clean_test: bool) -> dict[str, int]:
+                   confident: str, other: str, min_probability: float, clean_test: bool,
+                   top_share: float = 1.0) -> dict[str, int]:
     """Step 4: flagged ``mislabel`` findings (reviewer keeps and relabels win).
 
-    A *confident* finding has a single suggested class whose probability (``confidence``, by
+    Only flagged findings among the ``top_share`` highest mislabel scores of all scored images
+    count (1 = every flagged finding; ties broken by image_id). A *confident* finding has a single suggested class whose probability (``confidence``, by
     image_id; the class-balanced out-of-fold probability) is at least ``min_probability``; it
     gets ``confident`` (keep | exclude | relabel to the suggestion). Every other flagged finding
     (``ambiguous: a|b`` suggestions, or below the bar) gets ``other`` (keep | exclude).
@@ -181,8 +183,12 @@ def apply_mislabel(ledger: pd.DataFrame, findings: pd.DataFrame | None, confiden
     counts = {"relabelled": 0, "excluded_confident": 0, "excluded_other": 0, "kept": 0}
     if findings is None or findings.empty:
         return counts
-    rows = findings[(findings["check"] == "mislabel") & findings["flagged"].astype(bool)]
-    rows = rows.drop_duplicates("image_id").set_index("image_id")
+    if not 0 < top_share <= 1:
+        raise ValueError(f"mislabel.top_share {top_share!r}: expected a number in (0, 1]")
+    scored = findings[findings["check"] == "mislabel"].drop_duplicates("image_id")
+    scored = scored.sort_values(["score", "image_id"], ascending=[False, True], kind="stable")
+    scored = scored.head(int(np.ceil(top_share * len(scored))))
+    rows = scored[scored["flagged"].astype(bool)].set_index("image_id")
     touch = _touchable(ledger, clean_test) & ~ledger["protected"] & ledger["label"].eq(ledger["given_label"])
     mask = touch & ledger["image_id"].isin(rows.index)
     suggestion = ledger["image_id"].map(rows["suggested_label"].astype("string")).astype("string")
@@ -300,11 +306,25 @@ def assign_splits(ledger: pd.DataFrame, *, resplit_val: bool, val_fraction: floa
     return split
 
 
-def balance(frame: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
+def prior_weights(counts: pd.Series, prior: pd.Series | None) -> pd.Series:
+    """Per-label weight = prior share / current share (counts indexed by label; mean weight over the
+    current rows is 1). A label absent from ``prior`` gets weight 1 before the normalisation."""
+    if prior is None or prior.sum() <= 0:
+        raise ValueError("balance 'prior' needs the class counts to restore (the train labels before cleaning)")
+    current = counts.astype(float) / counts.sum()
+    target = prior.reindex(counts.index).astype(float) / prior.reindex(counts.index).fillna(0).sum()
+    w = (target / current).fillna(1.0)
+    return w / float((w * counts).sum() / counts.sum())
+
+
+def balance(frame: pd.DataFrame, mode: str, seed: int, prior: pd.Series | None = None) -> pd.DataFrame:
     """Balance the train rows of a (image_id, split, label, weight) frame.
 
     ``undersample``: every class down to the smallest; ``oversample``: every class up to the
-    largest by repeating images; ``class_weights``: weight = n / (classes x count) on train.
+    largest by repeating images; ``class_weights``: weight = n / (classes x count) on train;
+    ``prior``: weights that give the kept train rows the class shares of ``prior`` (counts per
+    label, e.g. the train labels before cleaning), so that cleaning, which removes far more of the
+    confusable classes (fear, angry) than of happy, does not also teach the model new class priors.
     """
     if mode == "none":
         return frame
@@ -329,6 +349,43 @@ def balance(frame: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
     elif mode == "class_weights":
         w = len(tr) / (len(counts) * tr["label"].map(counts).astype(float))
         tr = tr.assign(weight=w.to_numpy())
+    elif mode == "prior":
+        tr = tr.assign(weight=tr["weight"].to_numpy() * prior_weights(counts, prior)[tr["label"]].to_numpy())
     else:
-        raise ValueError(f"unknown balance mode {mode!r}; choose none, undersample, oversample, class_weights")
+        raise ValueError(f"unknown balance mode {mode!r}; choose none, undersample, oversample, class_weights, prior")
     return pd.concat([tr, rest]).reset_index(drop=True)
+
+
+def soft_targets(image_ids: Iterable[str], labels: Iterable[str], classes: list[str], probs: np.ndarray,
+                 prob_ids: Iterable[str], prob_classes: list[str], label_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Soft training targets: ``label_weight`` x one-hot(label) + (1 - label_weight) x the image's
+    out-of-fold probabilities, over ``classes`` (probabilities of other classes left out, the rest
+    renormalised).
+
+    An image without probabilities (not in ``prob_ids``, or none on ``classes``) keeps its one-hot label.
+    Returns the (n, len(classes)) float32 targets, rows summing to 1, and which rows had probabilities.
+    """
+    if not 0 <= label_weight <= 1:
+        raise ValueError(f"label_weight {label_weight!r}: expected a number in [0, 1]")
+    image_ids, labels = [str(i) for i in image_ids], [str(v) for v in labels]
+    col = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels) - set(col))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {classes}")
+    onehot = np.zeros((len(labels), len(classes)), np.float64)
+    onehot[np.arange(len(labels)), [col[v] for v in labels]] = 1.0
+    shared = [c for c in classes if c in prob_classes]
+    sub = np.zeros((len(prob_ids := [str(i) for i in prob_ids]), len(classes)), np.float64)
+    for c in shared:
+        sub[:, col[c]] = np.asarray(probs, np.float64)[:, prob_classes.index(c)]
+    position = pd.Series(np.arange(len(prob_ids)), index=prob_ids)
+    found = position.reindex(image_ids)
+    has = found.notna().to_numpy().copy()
+    oof = np.zeros_like(onehot)
+    oof[has] = sub[found[has].astype(int).to_numpy()]
+    total = oof.sum(1)
+    has &= total > 0
+    oof[has] /= total[has, None]
+    targets = onehot.copy()
+    targets[has] = label_weight * onehot[has] + (1 - label_weight) * oof[has]
+    return targets.astype(np.float32), has

@@ -27,3 +27,24 @@ def read_split(ws: Workspace, name: str) -> pd.DataFrame:
         raise CurateError(f"{path}: no split named {name!r}; run `curate split -w {ws.root} --name {name}` first"
                           + (f" (existing splits: {', '.join(known)})" if known else ""))
     return pd.read_parquet(path)
+
+
+def read_targets(ws: Workspace, name: str) -> pd.DataFrame | None:
+    """splits/<name>/targets.parquet (soft training targets: image_id, ``t_<class>``), None without one."""
+    path = split_dir(ws, name) / "targets.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+CLEANING_STAGES = ("decision", "duplicates", "findings", "mislabel")
+"""Ledger stages that clean (a raw split has none of them); the scope stages (unlabelled rows, the class
+subset, photos without a face) remove rows from a raw split too."""
+
+
+def train_images_removed_by_cleaning(ws: Workspace, name: str) -> int | None:
+    """Images of the given train split that the split's cleaning removed (None without a ledger)."""
+    path = split_dir(ws, name) / "ledger.parquet"
+    if not path.exists():
+        return None
+    ledger = pd.read_parquet(path, columns=["given_split", "status", "stage"])
+    cleaned = (ledger["status"] == "removed") & ledger["stage"].fillna("").isin(CLEANING_STAGES)
+    return int(((ledger["given_split"] == "train") & cleaned).sum())

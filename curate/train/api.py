@@ -155,9 +155,11 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
     rec = _run_recipe(recipe, model, overrides)
     name = _run_name(name, split, rec, model)
     classes, parts, eval_split, input_desc = _run_inputs(ws, split, rec, quiet)
+    targets = _train_targets(ws, split, parts["train"][0], classes)
+    rec, steps_from = _resolve_min_steps(ws, split, rec, len(parts["train"][2]))
     out = _run_folder(ws, name, rec, resume)
     result, has_val = _fit(parts, eval_split, rec, len(classes), seed=seed, device=device, quiet=quiet,
-                           checkpoint_dir=out / "checkpoints", resume=resume)
+                           checkpoint_dir=out / "checkpoints", resume=resume, soft_targets=targets)
     eval_rows, x_ev, y_ev = parts[eval_split]
     probs, metrics, eval_seconds = _evaluate_model(result.model, x_ev, y_ev, classes, rec, device)
     n_train, n_val = len(parts["train"][2]), len(parts["val"][2])
@@ -166,8 +168,10 @@ def train_eval(ws: Workspace, split: str, *, recipe: str | None = None, model: s
         "images_per_s": result.images_per_s, "seconds": round(time.perf_counter() - t0, 2),
         "train_seconds": result.seconds, "eval_seconds": round(eval_seconds, 2), "tta": bool(rec["tta"]),
         "epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "min_steps_from": steps_from,
         "val_accuracy": max((h.get("val_acc", 0.0) for h in result.history), default=None) if has_val else None,
         "n_train": int(n_train), "n_val": int(n_val) if has_val else 0, "n_eval": int(len(y_ev)),
+        "soft_targets": targets is not None,
         **_device_fields(device), "input": input_desc, "pretrained": result.pretrained,
         "started": started, "finished": utc_now(),
     })
@@ -211,12 +215,50 @@ def _run_inputs(ws: Workspace, split: str, rec: dict[str, Any], quiet: bool
     return classes, parts, eval_split, input_desc
 
 
+def _resolve_min_steps(ws: Workspace, split: str, rec: dict[str, Any], n_train: int
+                       ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``min_steps: raw`` -> the steps the recipe's epochs take on the split's train rows plus the train
+    images its cleaning removed (from its ledger), i.e. on the split before cleaning; the recipe and what
+    that was resolved from."""
+    if rec.get("min_steps") != "raw":
+        return rec, None
+    from curate.split.store import train_images_removed_by_cleaning
+    from curate.train.trainer import steps_before_cleaning
+
+    removed = train_images_removed_by_cleaning(ws, split) or 0
+    steps = steps_before_cleaning(rec, n_train + removed)
+    return rec | {"min_steps": steps}, {"min_steps": "raw", "train_images": n_train,
+                                        "removed_by_cleaning": removed, "steps": steps}
+
+
+def _train_targets(ws: Workspace, split: str, train_rows: pd.DataFrame, classes: list[str]) -> np.ndarray | None:
+    """The split's soft targets (targets.parquet, ``curate split --set soft_labels.apply=true``) in the
+    order of its train rows; None without them. CurateError when they do not cover the train rows."""
+    from curate.split.store import read_targets, split_dir
+
+    table = read_targets(ws, split)
+    if table is None:
+        return None
+    columns = [f"t_{c}" for c in classes]
+    path = split_dir(ws, split) / "targets.parquet"
+    if set(columns) - set(table.columns):
+        raise CurateError(f"{path}: no columns {sorted(set(columns) - set(table.columns))}; re-run `curate split`")
+    table = table.drop_duplicates("image_id")
+    table.index = table["image_id"].astype(str).to_numpy()
+    ids = train_rows["image_id"].astype(str)
+    missing = ids[~ids.isin(table.index)]
+    if len(missing):
+        raise CurateError(f"{path}: no soft target for {len(missing)} train images (e.g. {missing.iloc[0]}); "
+                          "re-run `curate split`")
+    return table.loc[ids, columns].to_numpy(np.float32)
+
+
 def _fit(parts: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]], eval_split: str, rec: dict[str, Any],
          n_classes: int, *, seed: int, device: str, quiet: bool, checkpoint_dir: Path,
-         resume: bool) -> tuple[Any, bool]:
-    """Train on the train part (weighted by its ``weight`` column), the val part picking the best epoch
-    when the test part is the one evaluated on; the fit's result and whether val was used. A checkpoint
-    that does not match the run (``resume``) is a CurateError (exit 2)."""
+         resume: bool, soft_targets: np.ndarray | None = None) -> tuple[Any, bool]:
+    """Train on the train part (weighted by its ``weight`` column; on ``soft_targets`` rows when given), the
+    val part picking the best epoch when the test part is the one evaluated on; the fit's result and whether
+    val was used. A checkpoint that does not match the run (``resume``) is a CurateError (exit 2)."""
     from curate.train.trainer import ResumeMismatch, fit
 
     train_rows, x_tr, y_tr = parts["train"]
@@ -225,7 +267,8 @@ def _fit(parts: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]], eval_spl
     try:
         result = fit(x_tr, y_tr, rec, val_images=x_val if has_val else None, val_labels=y_val if has_val else None,
                      num_classes=n_classes, seed=seed, device=device, quiet=quiet, checkpoint_dir=checkpoint_dir,
-                     sample_weights=train_rows["weight"].to_numpy(np.float32), resume=resume)
+                     sample_weights=train_rows["weight"].to_numpy(np.float32), resume=resume,
+                     soft_targets=soft_targets)
     except ResumeMismatch as exc:
         raise CurateError(str(exc), exit_code=2) from None
     return result, has_val

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "image_size": 48,             # images are resized to this side first
     "input_size": 48,             # random crop (train) / centre crop (eval) side fed to the net
     "epochs": 30,
+    "min_steps": "raw",           # raise epochs until training takes at least this many optimizer steps (0 = off);
+                                  # raw (train-eval on a split): the steps the recipe's epochs take on the split's
+                                  # train images before cleaning, so a cleaned split trains as long as the raw one
     "batch_size": 128,
     "optimizer": "sgd",           # sgd | adamw | adam
     "lr": 0.05,                   # peak learning rate
@@ -131,8 +134,12 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
                 raise ConfigError(f"recipe {key} {recipe[key]!r} needs model: backbone (model is {recipe['model']})")
     if recipe["checkpoint"] is not None and not isinstance(recipe["checkpoint"], str):
         raise ConfigError(f"recipe checkpoint must be a file path or null, got {recipe['checkpoint']!r}")
-    if not isinstance(recipe["freeze_epochs"], int) or recipe["freeze_epochs"] < 0:
-        raise ConfigError(f"recipe freeze_epochs must be an integer >= 0, got {recipe['freeze_epochs']!r}")
+    for key in ("freeze_epochs", "min_steps"):
+        if key == "min_steps" and recipe[key] == "raw":
+            continue
+        if not isinstance(recipe[key], int) or isinstance(recipe[key], bool) or recipe[key] < 0:
+            raise ConfigError(f"recipe {key} must be an integer >= 0{' or raw' if key == 'min_steps' else ''}, "
+                              f"got {recipe[key]!r}")
     freeze = recipe["freeze"]
     if not (freeze == "backbone" or (isinstance(freeze, list) and freeze and all(isinstance(f, str) for f in freeze))):
         raise ConfigError(f"recipe freeze must be 'backbone' or a list of layer names (e.g. [conv1, bn1, layer1]), "

@@ -211,6 +211,7 @@ class _FitData:
     weights: torch.Tensor
     x_val: torch.Tensor | None
     y_val: np.ndarray | None
+    targets: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -223,8 +224,9 @@ class _FitData:
 
 def _fit_data(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray | None,
               val_labels: np.ndarray | None, num_classes: int, class_weights: str,
-              sample_weights: np.ndarray | None) -> _FitData:
-    """Check the training labels against ``num_classes``; the per-image loss weights (class x sample)."""
+              sample_weights: np.ndarray | None, soft_targets: np.ndarray | None = None) -> _FitData:
+    """Check the training labels against ``num_classes``; the per-image loss weights (class x sample) and
+    the soft targets (rows of class probabilities; ValueError for a wrong shape or a row not summing to 1)."""
     x_train = _as_u8(train_images)
     y_np = np.array(train_labels, dtype=np.int64)  # a private, writable copy
     n = len(y_np)
@@ -238,7 +240,19 @@ def _fit_data(train_images: np.ndarray, train_labels: np.ndarray, val_images: np
     return _FitData(x_train=x_train, y_np=y_np, y_train=torch.from_numpy(y_np),
                     weights=torch.from_numpy(w_np.astype(np.float32)),
                     x_val=_as_u8(val_images) if has_val else None,
-                    y_val=np.asarray(val_labels, dtype=np.int64) if has_val else None)
+                    y_val=np.asarray(val_labels, dtype=np.int64) if has_val else None,
+                    targets=None if soft_targets is None else torch.from_numpy(_checked_targets(soft_targets, n,
+                                                                                               num_classes)))
+
+
+def _checked_targets(soft_targets: np.ndarray, n: int, num_classes: int) -> np.ndarray:
+    """``soft_targets`` as float32 (n, num_classes) rows of probabilities; ValueError otherwise."""
+    t = np.asarray(soft_targets, dtype=np.float32)
+    if t.shape != (n, num_classes):
+        raise ValueError(f"soft targets of shape {t.shape} for {n} images and {num_classes} classes")
+    if not np.isfinite(t).all() or (t < 0).any() or np.abs(t.sum(1) - 1).max() > 1e-3:
+        raise ValueError("soft targets must be finite, non-negative rows summing to 1")
+    return np.ascontiguousarray(t)
 
 
 def _start_model(recipe: dict[str, Any], num_classes: int, seed: int, resuming: bool,
@@ -360,7 +374,8 @@ def _train_epoch(run: _FitRun, state: _FitState, data: _FitData, x_train_dev: to
         x = _finish(augment_batch(x, run.aug, recipe["input_size"], recipe["image_size"], gen), run.channels_last,
                     run.norm)
         y = data.y_train[idx].to(dev)
-        logits, losses = _train_step(run, state, x, y, data.weights[idx].to(dev), small_loss)
+        target = y if data.targets is None else data.targets[idx].to(dev)
+        logits, losses = _train_step(run, state, x, target, data.weights[idx].to(dev), small_loss)
         with torch.no_grad():
             lf = logits.detach().float()
             correct += int((lf.argmax(1) == y).sum())
@@ -381,14 +396,15 @@ def _train_epoch(run: _FitRun, state: _FitState, data: _FitData, x_train_dev: to
             "images_per_s": round(count / max(seconds, 1e-6), 1)}, seconds
 
 
-def _train_step(run: _FitRun, state: _FitState, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+def _train_step(run: _FitRun, state: _FitState, x: torch.Tensor, target: torch.Tensor, w: torch.Tensor,
                 small_loss: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch (weighted cross-entropy; the small-loss share left out when
-    ``small_loss``); the batch's logits and per-image losses."""
+    """One optimizer step on a batch (weighted cross-entropy against class indices or soft-target rows;
+    the small-loss share left out when ``small_loss``); the batch's logits and per-image losses."""
     recipe = run.recipe
     with _autocast(run.dev, run.use_amp):
         logits = state.model(x)
-        losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=float(recipe["label_smoothing"]))
+        losses = F.cross_entropy(logits.float(), target, reduction="none",
+                                 label_smoothing=float(recipe["label_smoothing"]))
         if small_loss:
             w = w * small_loss_mask(losses, float(recipe["small_loss_drop"]))
         loss = (losses * w).sum() / w.sum().clamp_min(1e-8)
@@ -458,10 +474,12 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
         seed: int = 0, device: str = "auto", quiet: bool = False, checkpoint_dir: str | Path | None = None,
         sample_weights: np.ndarray | None = None, record_dynamics: bool = False, resume: bool = False,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        snapshot_images: np.ndarray | None = None) -> FitResult:
+        snapshot_images: np.ndarray | None = None, soft_targets: np.ndarray | None = None) -> FitResult:
     """Train a model from ``recipe`` on uint8 images; returns the best-validation model.
 
     ``sample_weights`` multiply each image's loss (with the recipe's class weights).
+    ``soft_targets`` (n, num_classes rows summing to 1) replace the one-hot labels in the loss (the
+    labels still give the class weights, the accuracy and the margins).
     ``record_dynamics`` keeps, per epoch, each training image's logit margin (given-label
     logit minus the largest other logit, on its augmented view) for area-under-margin.
     ``checkpoint_dir`` gets ``last.pt`` + ``last.json`` after every epoch (atomic);
@@ -475,7 +493,8 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
     threads = (configure_threads(int(recipe["num_threads"]), log=lambda m: _log(m, quiet)) if dev.type == "cpu"
                else torch.get_num_threads())
     data = _fit_data(train_images, train_labels, val_images, val_labels, num_classes, recipe["class_weights"],
-                     sample_weights)
+                     sample_weights, soft_targets)
+    recipe = epochs_for_min_steps(recipe, data.n, quiet)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     resuming = ckpt is not None and resume and (ckpt / "last.pt").exists()
     model, pretrained = _start_model(recipe, num_classes, seed, resuming, quiet)
@@ -489,7 +508,9 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
                   frozen_modules=frozen_modules, ckpt=ckpt,
                   fingerprint={"recipe": recipe, "seed": int(seed), "n_train": data.n,
                                "n_val": 0 if data.y_val is None else len(data.y_val),
-                               "label_sum": int(data.y_np.sum())},
+                               "label_sum": int(data.y_np.sum()),
+                               **({} if data.targets is None else
+                                  {"target_sum": round(float((data.targets * torch.arange(num_classes)).sum()), 3)})},
                   n_snapshots=int(recipe["snapshots"]) if snapshot_images is not None else 0,
                   snapshot_images=snapshot_images, has_val=data.has_val)
     state = _start_state(run, model, data.n, resuming, record_dynamics)
@@ -504,6 +525,25 @@ def fit(train_images: np.ndarray, train_labels: np.ndarray, recipe: str | dict[s
             state.stopped_early = True
             break
     return _fit_result(run, state, pretrained)
+
+
+def epochs_for_min_steps(recipe: dict[str, Any], n_train: int, quiet: bool = True) -> dict[str, Any]:
+    """``recipe`` with ``epochs`` raised so that training takes at least ``min_steps`` optimizer steps on
+    ``n_train`` images (unchanged when ``min_steps`` is 0 or already met; ``raw`` is resolved by
+    train-eval from the split, see :func:`steps_before_cleaning`, and means 0 anywhere else)."""
+    min_steps = recipe.get("min_steps") or 0
+    steps_per_epoch = math.ceil(n_train / int(recipe["batch_size"]))
+    need = math.ceil((0 if min_steps == "raw" else int(min_steps)) / max(steps_per_epoch, 1))
+    if need <= int(recipe["epochs"]):
+        return recipe
+    _log(f"min_steps {recipe['min_steps']}: {need} epochs of {steps_per_epoch} steps instead of {recipe['epochs']} "
+         f"({n_train:,} training images)", quiet)
+    return recipe | {"epochs": need}
+
+
+def steps_before_cleaning(recipe: dict[str, Any], n_before: int) -> int:
+    """Optimizer steps of the recipe's epochs on ``n_before`` training images (a split before cleaning)."""
+    return int(recipe["epochs"]) * math.ceil(int(n_before) / int(recipe["batch_size"]))
 
 
 def _fit_result(run: _FitRun, state: _FitState, pretrained: dict[str, Any] | None) -> FitResult:
