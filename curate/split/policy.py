@@ -172,7 +172,8 @@ def apply_mislabel(ledger: pd.DataFrame, findings: pd.DataFrame | None, confiden
     """Step 4: flagged ``mislabel`` findings (reviewer keeps and relabels win).
 
     Only flagged findings among the ``top_share`` highest mislabel scores of all scored images
-    count (1 = every flagged finding; ties broken by image_id). A *confident* finding has a single suggested class whose probability (``confidence``, by
+    count (1 = every flagged finding; ties broken by image_id). A *confident* finding has a single
+    suggested class whose probability (``confidence``, by
     image_id; the class-balanced out-of-fold probability) is at least ``min_probability``; it
     gets ``confident`` (keep | exclude | relabel to the suggestion). Every other flagged finding
     (``ambiguous: a|b`` suggestions, or below the bar) gets ``other`` (keep | exclude).
@@ -375,7 +376,8 @@ def soft_targets(image_ids: Iterable[str], labels: Iterable[str], classes: list[
     onehot = np.zeros((len(labels), len(classes)), np.float64)
     onehot[np.arange(len(labels)), [col[v] for v in labels]] = 1.0
     shared = [c for c in classes if c in prob_classes]
-    sub = np.zeros((len(prob_ids := [str(i) for i in prob_ids]), len(classes)), np.float64)
+    prob_ids = [str(i) for i in prob_ids]
+    sub = np.zeros((len(prob_ids), len(classes)), np.float64)
     for c in shared:
         sub[:, col[c]] = np.asarray(probs, np.float64)[:, prob_classes.index(c)]
     position = pd.Series(np.arange(len(prob_ids)), index=prob_ids)
