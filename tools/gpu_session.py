@@ -138,12 +138,14 @@ def _restore(src: Path, root: Path, limit: int) -> dict:
 
 
 def _faiss_or_shim() -> str:
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec("faiss") is not None:
+    try:
+        importlib.import_module("faiss")
         return "faiss"
-    sys.path.insert(0, str(REPO / "tools" / "device_shims"))
-    return "shim (exact inner product in torch)"
+    except ImportError:
+        sys.path.insert(0, str(REPO / "tools" / "device_shims"))
+        return "shim (exact inner product in torch)"
 
 
 class Session:
@@ -189,17 +191,18 @@ def _env() -> dict:
 
 def _probe(ws, device: str, epochs: int = 2) -> dict:
     """Training images/s of gpu_vgg (the full-width net) on the raw train rows, from the last epoch."""
+    from curate.mislabel.api import labelled_rows
     from curate.train.recipes import load_recipe
     from curate.train.trainer import fit
-    from curate.labels import CLASSES
 
     manifest = ws.manifest()
-    rows = np.flatnonzero((manifest["split"] == "train").to_numpy() & manifest["label"].notna().to_numpy())
-    y = np.array([CLASSES.index(str(v)) for v in manifest["label"].iloc[rows]])
+    rows, classes, y = labelled_rows(manifest)
+    train = manifest["split"].iloc[rows].eq("train").to_numpy(dtype=bool, na_value=False)
+    rows, y = rows[train], y[train]
     stamps: list[float] = []
     recipe = load_recipe("gpu_vgg", {"epochs": epochs, "tta": False})
     t = time.perf_counter()
-    fit(np.asarray(ws.pixels()[rows]), y, recipe, num_classes=len(CLASSES), seed=0, device=device, quiet=True,
+    fit(np.asarray(ws.pixels()[rows]), y, recipe, num_classes=len(classes), seed=0, device=device, quiet=True,
         on_epoch=lambda row: stamps.append(time.perf_counter()))
     last = stamps[-1] - stamps[-2] if len(stamps) > 1 else stamps[-1] - t
     return {"images": int(len(rows)), "epochs": epochs, "images_per_s": round(len(rows) / last, 1),

@@ -255,8 +255,9 @@ def _split_frame(ledger: pd.DataFrame, cfg: SplitSettings, seed: int) -> pd.Data
     kept = ledger[ledger["status"] == "kept"]
     frame = pd.DataFrame({"image_id": kept["image_id"].astype("string"), "split": kept["split"].astype("string"),
                           "label": kept["label"].astype("string"), "weight": np.ones(len(kept))})
-    before = ledger.loc[ledger["given_split"] == "train", "given_label"].dropna().astype(str).value_counts()
-    frame = policy.balance(frame, cfg.balance, seed, prior=before)
+    prior = (ledger.loc[ledger["given_split"] == "train", "given_label"].dropna().astype(str).value_counts()
+             if cfg.balance == "prior" else None)  # train's class counts before cleaning
+    frame = policy.balance(frame, cfg.balance, seed, prior=prior)
     order = {"train": 0, "val": 1, "test": 2}
     frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o"], kind="stable").drop(columns="_o")
     return frame.reset_index(drop=True)

@@ -113,6 +113,11 @@ def _merge_checked(base: dict[str, Any], layer: dict[str, Any], origin: str) -> 
     return merged
 
 
+def _count(value: Any) -> bool:
+    """Whether ``value`` is an integer >= 0 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def validate_recipe(recipe: dict[str, Any]) -> None:
     """Refuse impossible values with a message naming the key."""
     from curate.train.augment import augment_params
@@ -134,12 +139,10 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
                 raise ConfigError(f"recipe {key} {recipe[key]!r} needs model: backbone (model is {recipe['model']})")
     if recipe["checkpoint"] is not None and not isinstance(recipe["checkpoint"], str):
         raise ConfigError(f"recipe checkpoint must be a file path or null, got {recipe['checkpoint']!r}")
-    for key in ("freeze_epochs", "min_steps"):
-        if key == "min_steps" and recipe[key] == "raw":
-            continue
-        if not isinstance(recipe[key], int) or isinstance(recipe[key], bool) or recipe[key] < 0:
-            raise ConfigError(f"recipe {key} must be an integer >= 0{' or raw' if key == 'min_steps' else ''}, "
-                              f"got {recipe[key]!r}")
+    if not _count(recipe["freeze_epochs"]):
+        raise ConfigError(f"recipe freeze_epochs must be an integer >= 0, got {recipe['freeze_epochs']!r}")
+    if recipe["min_steps"] != "raw" and not _count(recipe["min_steps"]):
+        raise ConfigError(f"recipe min_steps must be an integer >= 0 or raw, got {recipe['min_steps']!r}")
     freeze = recipe["freeze"]
     if not (freeze == "backbone" or (isinstance(freeze, list) and freeze and all(isinstance(f, str) for f in freeze))):
         raise ConfigError(f"recipe freeze must be 'backbone' or a list of layer names (e.g. [conv1, bn1, layer1]), "
