@@ -8,7 +8,7 @@ from typer.core import TyperGroup
 
 from curate import __version__
 from curate.audit.cli import register as register_audit
-from curate.cli_common import ThreadsOpt
+from curate.cli_common import EngineOpt, RayAddressOpt, ThreadsOpt
 from curate.cli_pipeline import register as register_pipeline
 from curate.dedupe.cli import register as register_dedupe
 from curate.faces.cli import register as register_faces
@@ -49,11 +49,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit."),
-          threads: Optional[int] = ThreadsOpt) -> None:
+          threads: Optional[int] = ThreadsOpt, engine: Optional[str] = EngineOpt,
+          ray_address: Optional[str] = RayAddressOpt) -> None:
     """curate: find duplicates, non-faces, watermarks, bad crops and mislabels in FER datasets."""
+    from curate.cli_common import run_guarded
+    from curate.engine import set_cli_engine
     from curate.threads import set_cli_threads
 
     set_cli_threads(threads)
+    run_guarded(lambda: set_cli_engine(engine, ray_address))
 
 
 # Every command comes from its own package's ``register(app)``, in the order of ``curate --help``.

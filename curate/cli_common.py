@@ -22,6 +22,15 @@ ThreadsOpt = typer.Option(None, "--threads", min=0,
                                "CURATE_THREADS, else OMP_NUM_THREADS, else every core this process may use; "
                                "give each of several processes sharing the cores its share (e.g. 1).")
 
+EngineOpt = typer.Option(None, "--engine",
+                         help="Where per-image work and mislabel folds run (global: curate --engine ray CMD): "
+                              "local (threads in this process, the default) or ray (a Ray cluster; pip install "
+                              "'curate\\[ray]'). Default: CURATE_ENGINE, else ray when a Ray address is given, else local.")
+RayAddressOpt = typer.Option(None, "--ray-address",
+                             help="Ray cluster to use with --engine ray (HOST:PORT of its head node; implies "
+                                  "--engine ray). Default: CURATE_RAY_ADDRESS, else RAY_ADDRESS, else a Ray "
+                                  "instance started on this machine.")
+
 
 def emit(summary: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str] | None = None,
          quiet: bool = False) -> None:

@@ -9,6 +9,7 @@ import sys
 from contextvars import ContextVar
 
 _ARGV: ContextVar[list[str] | None] = ContextVar("curate_argv", default=None)
+_ENGINE: dict[str, object] = {"name": "local", "source": "default"}
 
 
 def set_current_argv(args: list[str]) -> None:
@@ -20,6 +21,17 @@ def current_argv() -> list[str]:
     """``["curate", <arguments>]`` of the running command, else ``sys.argv``."""
     argv = _ARGV.get()
     return list(argv) if argv is not None else list(sys.argv)
+
+
+def set_current_engine(record: dict[str, object]) -> None:
+    """Remember which engine runs this process's per-image work (:mod:`curate.engine.choice` calls it)."""
+    _ENGINE.clear()
+    _ENGINE.update(record)
+
+
+def current_engine() -> dict[str, object]:
+    """The engine record of workspace.json's command runs: ``{"name": "local", ...}`` or Ray's address."""
+    return dict(_ENGINE)
 
 
 def format_command(argv: list[str]) -> str:

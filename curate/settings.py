@@ -283,6 +283,9 @@ class MislabelSettings(Settings):
     """``curate mislabel`` and the audit's ``mislabel`` check."""
 
     mode: Literal["oof", "dynamics"]
+    judge: Literal["own", "expression", "both"]
+    expression_model: str
+    expression_weight: Annotated[float, AtLeast(0)]
     folds: Annotated[int, AtLeast(2)]
     recipe: str
     recipe_overrides: dict[str, Any]
@@ -309,6 +312,7 @@ class FacesSettings(Settings):
     mtcnn_side: Annotated[int, AtLeast(12)]
     mtcnn_min_face: Annotated[float, AtLeast(12)]
     mtcnn_min_score: float
+    mtcnn_pad_retry: Annotated[float, AtLeast(0)]
     max_side: Annotated[int, AtLeast(1)]
     upsample: Annotated[int, AtLeast(0)]
     max_enlarge: float
@@ -318,6 +322,7 @@ class FacesSettings(Settings):
     rgb_size: Annotated[int, AtLeast(1)]
     model_dir: Optional[str]
     text_detector_side: Annotated[int, AtLeast(0)]
+    text_detector_enlarge: Annotated[float, AtLeast(0.1)]
     text_detector_model: Optional[str]
 
 
@@ -365,11 +370,17 @@ class LearnedCheckSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class PhotoLearnedCheckSettings(Settings):
-    """``watermark``, ``cartoon``: the defect model on crops, the photo scorer on photos."""
+    """``watermark``, ``cartoon``: the defect model on crops, the photo scorer on photos (its
+    threshold, prior and learning from the reviewer: see :class:`PhotoCheckSettings`)."""
 
     threshold: float
     evidence_min: NonNegative
     photo_threshold: Union[Literal["model"], float]
+    photo_prior: Literal["fitted", "workspace"]
+    learn_from_review: Literal["refit", "recalibrate", "none"]
+    review_min: Annotated[int, AtLeast(1)]
+    review_weight: Annotated[float, AtLeast(1)]
+    review_strength: Annotated[float, AtLeast(0)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,13 +390,26 @@ class MultipleFacesSettings(Settings):
     threshold: Annotated[float, AtLeast(0)]
     main_face_score: Annotated[float, AtLeast(0)]
     min_relative_width: Annotated[float, AtLeast(0)]
+    min_width_px: Annotated[float, AtLeast(0)]
+    max_yaw: Annotated[float, AtLeast(0)]
 
 
 @dataclasses.dataclass(frozen=True)
 class PhotoCheckSettings(Settings):
-    """``no_face``: a photo scorer only (``model`` = the scorer's own threshold)."""
+    """``no_face``: a photo scorer only. ``photo_threshold``: ``model`` = the scorer's own probability
+    threshold, or a number; ``photo_prior``: ``fitted`` (the reviewed photos' share of positives) or
+    ``workspace`` (re-estimated on the workspace's own photos by EM); ``learn_from_review``: once the
+    reviewer has given ``review_min`` verdicts on this check in check_feedback.parquet, ``refit`` its
+    trees on the bundled reviewed photos plus these (each counting ``review_weight`` times), or
+    ``recalibrate`` its probabilities on them (shrunk towards no change by ``review_strength`` photos'
+    worth), or ``none``."""
 
     photo_threshold: Union[Literal["model"], float]
+    photo_prior: Literal["fitted", "workspace"]
+    learn_from_review: Literal["refit", "recalibrate", "none"]
+    review_min: Annotated[int, AtLeast(1)]
+    review_weight: Annotated[float, AtLeast(1)]
+    review_strength: Annotated[float, AtLeast(0)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ import pandas as pd
 from curate import __version__
 from curate import atomic
 from curate.errors import WorkspaceError  # defined in the error tree; importable from here as before
-from curate.invocation import current_argv
+from curate.invocation import current_argv, current_engine
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id", "source", "source_row", "source_path", "split", "label", "original_label",
@@ -138,6 +138,7 @@ class Workspace:
                 "command": command,
                 "argv": list(argv if argv is not None else current_argv()),
                 "seed": seed,
+                "engine": current_engine(),
                 "options": options or {},
                 "counts": counts or {},
                 "started": started,

@@ -75,14 +75,22 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 
 
 def test_second_face_scores():
+    eyes = [[30, 40], [40, 40], [60, 40], [70, 40]]
+    front, profile = eyes + [[50, 60]], eyes + [[90, 60]]      # nose between the eyes, or far past them
     faces = pd.DataFrame([
-        ("two", 0, 100.0, 0.99, "mtcnn"), ("two", 1, 40.0, 0.91, "mtcnn"),
-        ("one", 0, 100.0, 0.99, "mtcnn"),
-        ("weak_main", 0, 100.0, 0.87, "mtcnn"), ("weak_main", 1, 90.0, 0.86, "mtcnn"),
-        ("hog", 0, 100.0, 1.5, "hog"), ("hog", 1, 80.0, 0.7, "hog"),
-    ], columns=["image_id", "face_index", "w", "score", "detector"])
-    ids = ["two", "one", "weak_main", "hog", "none"]
-    np.testing.assert_allclose(second_face_scores(faces, ids), [0.91, 0, 0, 0, 0])
-    np.testing.assert_allclose(second_face_scores(faces, ids, min_relative_width=0.5), [0, 0, 0, 0, 0])
-    np.testing.assert_allclose(second_face_scores(faces, ids, main_face_score=0.85), [0.91, 0, 0.86, 0, 0])
+        ("two", 0, 100.0, 0.99, "mtcnn", front), ("two", 1, 60.0, 0.91, "mtcnn", front),
+        ("small_second", 0, 100.0, 0.99, "mtcnn", front), ("small_second", 1, 35.0, 0.99, "mtcnn", front),
+        ("one", 0, 100.0, 0.99, "mtcnn", front),
+        ("weak_main", 0, 100.0, 0.87, "mtcnn", front), ("weak_main", 1, 90.0, 0.86, "mtcnn", front),
+        ("turned", 0, 100.0, 0.99, "mtcnn", front), ("turned", 1, 95.0, 0.99, "mtcnn", profile),
+        ("hog", 0, 100.0, 1.5, "hog", front), ("hog", 1, 80.0, 0.7, "hog", front),
+    ], columns=["image_id", "face_index", "w", "score", "detector", "landmarks"])
+    ids = ["two", "small_second", "one", "weak_main", "turned", "hog", "none"]
+    # a second face >= 40 px and half the main face's width, of any pose, with a main face of p >= 0.9
+    np.testing.assert_allclose(second_face_scores(faces, ids), [0.91, 0, 0, 0, 0.99, 0, 0])
+    np.testing.assert_allclose(second_face_scores(faces, ids, min_width_px=30, min_relative_width=0.3),
+                               [0.91, 0.99, 0, 0, 0.99, 0, 0])
+    np.testing.assert_allclose(second_face_scores(faces, ids, min_relative_width=0.7), [0, 0, 0, 0, 0.99, 0, 0])
+    np.testing.assert_allclose(second_face_scores(faces, ids, main_face_score=0.85), [0.91, 0, 0, 0.86, 0.99, 0, 0])
+    np.testing.assert_allclose(second_face_scores(faces, ids, max_yaw=0.4), [0.91, 0, 0, 0, 0, 0, 0])   # profile out
     assert second_face_scores(faces.drop(columns="detector"), ids).sum() == 0   # tables from before MTCNN

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from curate.audit.base import AuditContext
+from curate.audit.engine_work import PhotoCheckChunks, score_chunk
 from curate.audit.checks_photo import PhotoData
+from curate.check_feedback import latest_feedback, read_feedback
 from curate.audit.registry import ALL_CHECKS, CHECKS, PHOTO_CHECKS, WORKSPACE_CHECKS, resolve_checks
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, PHOTO_FEATURES_FILE
 from curate.errors import CurateError
@@ -27,23 +29,27 @@ from curate.workspace import Workspace, utc_now
 
 def _score_rows(check, ctx: AuditContext, rows: np.ndarray, scores: np.ndarray, evidence: list[str]) -> None:
     """Score ``rows`` in chunks into ``scores``/``evidence``; a chunk that raises is retried image
-    by image, and an image that still fails gets NaN and "error: ..."."""
-    size = ctx.config.chunk_size
-    for sl in chunks(len(rows), size):
-        part = rows[sl]
-        try:
-            s, ev = check.score(ctx, part)
+    by image, and an image that still fails gets NaN and "error: ..." (:func:`score_chunk`).
+
+    A photo check's chunks run on the engine's workers when it is remote (its scorers load once per
+    worker); the check's state after scoring (e.g. its model threshold) comes back with them."""
+    from curate.engine import get_engine
+
+    parts = [rows[sl] for sl in chunks(len(rows), ctx.config.chunk_size)]
+    engine = get_engine()
+    if check.applies_to == "photo" and not engine.is_local and parts:
+        work = PhotoCheckChunks(type(check), check.params, ctx.config, ctx.image_ids, ctx.photo, ctx.seed)
+        for part, (s, ev, state) in zip(parts, engine.map_items(work, parts, batch_size=1, threads=1)):
             scores[part] = s
             for r, e in zip(part, ev):
                 evidence[r] = e
-        except Exception:  # isolate the failing image(s)
-            for r in part:
-                try:
-                    s, ev = check.score(ctx, np.array([r]))
-                    scores[r], evidence[r] = float(s[0]), ev[0]
-                except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
-                    scores[r] = np.nan
-                    evidence[r] = f"error: {type(exc).__name__}: {exc}"[:300]
+            vars(check).update(state)
+        return
+    for part in parts:
+        s, ev = score_chunk(check, ctx, part)
+        scores[part] = s
+        for r, e in zip(part, ev):
+            evidence[r] = e
 
 
 def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
@@ -67,7 +73,12 @@ def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
     if crop_cls is not None:
         check = crop_cls(ctx.params(name))
         judged = ~is_photo
-        if photo_cls is None and len(photo_rows):
+        if photo_cls is None and len(photo_rows) and not check.judges_photos:
+            for r in photo_rows:
+                evidence[r] = (f"not judged: {name} judges face crops; photos are judged by no_face "
+                               "(no usable face in the photo)")
+            covered[photo_rows] = True
+        elif photo_cls is None and len(photo_rows):
             faced = photo_rows[ctx.photo.status == "ok"]
             judged[photo_rows if check.judges_uncropped else faced] = True
             unjudged = np.setdiff1d(photo_rows, np.flatnonzero(judged))
@@ -81,6 +92,7 @@ def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
     if photo_cls is not None and len(photo_rows):
         check = photo_cls(ctx.params(name))
         _score_rows(check, ctx, photo_rows, scores, evidence)
+        scores[photo_rows] = check.finalize(ctx, photo_rows, scores[photo_rows], evidence)
         flagged[photo_rows] = check.flag(scores[photo_rows])
         covered[photo_rows] = True
     keep = np.flatnonzero(covered)
@@ -90,7 +102,8 @@ def run_check(name: str, ctx: AuditContext) -> pd.DataFrame:
 
 def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | None,
                config: AuditSettings | Mapping[str, Any], *,
-               seed: int = 0, quiet: bool = True, load_original=None, photo=None) -> tuple[pd.DataFrame, dict[str, float]]:
+               seed: int = 0, quiet: bool = True, load_original=None, photo=None,
+               notes: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Run ``names`` on uint8 crops (and ``photo`` records); returns (findings rows, seconds per check).
 
     Parameters
@@ -117,6 +130,9 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
     photo : PhotoData, optional
         The face stage's records of a photo workspace (:func:`photo_records`); None = face crops only,
         photo checks judge nothing. Default None.
+    notes : dict, optional
+        Receives ``photo_adjustments``: per learned photo check, its fitted prior and what the
+        workspace changed (estimated prior, refit or recalibration on the reviewer's verdicts). Default None.
     """
     names = resolve_checks(names)
     staged = [n for n in names if n in WORKSPACE_CHECKS]
@@ -133,6 +149,8 @@ def run_checks(images: np.ndarray, image_ids: Iterable[str], names: list[str] | 
         seconds[name] = round(time.perf_counter() - t0, 2)
     if "defect_model" in ctx.cache:
         seconds["defect_model_training"] = ctx.cache["defect_model"].info.get("train_seconds")
+    if notes is not None and "photo_adjustments" in ctx.cache:
+        notes["photo_adjustments"] = ctx.cache["photo_adjustments"]
     return pd.concat(frames, ignore_index=True), seconds
 
 
@@ -156,10 +174,49 @@ def photo_records(ws: Workspace) -> PhotoData | None:
                           "Crop checks are never run on uncropped photos.")
     faces = ws.read_parquet(FACES_FILE)
     paths = manifest["source_path"].astype("object").where(manifest["source_path"].notna(), None).tolist()
-    return PhotoData.build(ids, rows, face_images, features, faces, [paths[r] for r in rows])
+    feedback = latest_feedback(read_feedback(ws))
+    return PhotoData.build(ids, rows, face_images, features, faces, [paths[r] for r in rows], feedback=feedback)
 
 
-def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None):
+class OriginalsLoader:
+    """``load_original(row) -> uint8 array`` of a workspace (JPEGs decoded at a reduced scale keeping
+    both sides >= ``draft_side``); picklable: :meth:`portable` is the copy that engine workers get,
+    which reads the original files (a shared path or an object-storage URL), never the workspace."""
+
+    def __init__(self, ws: Workspace, draft_side: int | None = None):
+        self.ws = ws
+        self.draft_side = draft_side
+        self._locations: dict[int, Any] = {}
+
+    def location(self, row: int):
+        """Where the original file of ``row`` is (None: CSV pixels, read from the workspace)."""
+        from curate.ingest.originals import original_location
+
+        row = int(row)
+        if row not in self._locations:
+            self._locations[row] = original_location(self.ws, row)
+        return self._locations[row]
+
+    def __call__(self, row: int) -> np.ndarray:
+        return np.asarray(load_original(self.ws, row, draft_side=self.draft_side))
+
+    def portable(self) -> "_FileLoader":
+        return _FileLoader(dict(self._locations), self.draft_side)
+
+
+class _FileLoader:
+    """The worker's half of :class:`OriginalsLoader`: decodes the original file of a row it knows."""
+
+    def __init__(self, locations: dict[int, Any], draft_side: int | None):
+        self.locations, self.draft_side = locations, draft_side
+
+    def __call__(self, row: int) -> np.ndarray:
+        from curate.ingest.originals import decode_original
+
+        return np.asarray(decode_original(self.locations[int(row)], draft_side=self.draft_side).image)
+
+
+def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None) -> OriginalsLoader | None:
     """``load_original(row) -> uint8 array`` when originals are larger or colour (mode auto), else None."""
     if mode == "never":
         return None
@@ -173,11 +230,7 @@ def originals_loader(ws: Workspace, mode: str, draft_side: int | None = None):
             return None
     elif mode != "always":
         raise CurateError(f"use_originals must be auto, always or never, not {mode!r}", exit_code=2)
-
-    def load(row: int) -> np.ndarray:  # large JPEGs decode at a reduced scale (still >= 2x the stats' size)
-        return np.asarray(load_original(ws, row, draft_side=draft_side))
-
-    return load
+    return OriginalsLoader(ws, draft_side)
 
 
 def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = None, config_file=None,
@@ -221,8 +274,9 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
     photo = photo_records(ws)
     skipped = [n for n in names if photo is None and n in PHOTO_CHECKS and n not in CHECKS]
     names = [n for n in names if n not in skipped]
+    notes: dict[str, Any] = {}
     rows, seconds = run_checks(images, manifest["image_id"].tolist(), names, cfg, seed=seed, quiet=quiet,
-                               load_original=loader, photo=photo)
+                               load_original=loader, photo=photo, notes=notes)
     write_findings(ws, rows, checks=names)
     flagged = rows.groupby("check", sort=False)["flagged"].sum().astype(int).to_dict()
     errors = rows[rows["evidence"].str.startswith("error:").fillna(False)].groupby("check", sort=False).size()
@@ -236,6 +290,7 @@ def audit(ws: Workspace, checks: list[str] | None = None, *, overrides: Any = No
         "not_applicable": {n: "no photos in this workspace (face crops only)" for n in skipped},
         "seconds": round(time.perf_counter() - t0, 2), "seconds_per_check": seconds,
         "findings_file": str(ws.path("findings.parquet")),
+        **notes,
     }
     ws.record_run("audit", seed=seed, started=started, options={"checks": names, "overrides": overrides or {}},
                   counts={"images": summary["images"], "flagged": summary["flagged"], "errors": summary["errors"]})

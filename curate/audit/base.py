@@ -65,6 +65,9 @@ class Check:
     photo: judged on the original photo, photo rows only."""
     judges_uncropped: ClassVar[bool] = False
     """True for image statistics (blank, dark, ...) that mean the same on a whole photo."""
+    judges_photos: ClassVar[bool] = True
+    """False for a crop check that photo rows leave to a photo check of their own (``non_face``:
+    on photos, ``no_face`` judges whether there is a usable face)."""
     default_enabled: ClassVar[bool] = True
     """False: an opt-in check, run only when named (``--checks NAME``), never by default or "all"."""
 

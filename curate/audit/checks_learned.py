@@ -14,6 +14,7 @@ import numpy as np
 
 from curate.audit.base import AuditContext, Check
 from curate.audit.defect_model import defect_model_for
+from curate.audit.engine_work import predict_defects
 from curate.audit.faces import FaceBox, describe_box, detect_face
 from curate.errors import CurateError
 
@@ -34,7 +35,7 @@ def defect_probs(ctx: AuditContext) -> np.ndarray:
         clean = ctx.images if ctx.photo is None else np.asarray(ctx.images)[ctx.crop_rows]
         model = ctx.shared("defect_model", lambda: defect_model_for(clean, ctx.config.model,
                                                                    seed=ctx.seed, quiet=ctx.quiet))
-        return model.predict_proba(ctx.images, quiet=ctx.quiet)
+        return predict_defects(model, ctx.images, quiet=ctx.quiet)  # on the engine (locally: predict_proba)
 
     try:
         return ctx.shared("defect_probs", compute)
@@ -125,7 +126,9 @@ def fuse_non_face(features: np.ndarray, weights: dict) -> np.ndarray:
 class NonFace(_LearnedCheck):
     name = "non_face"
     cls_name = "non_face"
-    description = ("Not a face (object, texture, scenery, placeholder, sign): the defect model's probability, "
+    judges_photos = False
+    description = ("Face crops: the crop is not a face (object, texture, scenery, placeholder, sign); photos are "
+                   "judged by no_face instead. The defect model's probability, "
                    "lowered where OpenCV's Haar detector finds a face filling the crop (among the highest-scored "
                    "face_check_share), then fused with the crop's low_information and blank statistics by a "
                    "logistic model fitted on the benchmark's tuning half (fusion_weights; fusion: false = the "

@@ -6,6 +6,9 @@ shrunk so that its short side is at most ``quality_max_side`` pixels.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -20,20 +23,50 @@ def quality_images(ctx: AuditContext, rows: np.ndarray) -> list[np.ndarray]:
     cache = ctx.shared("quality_originals", lambda: {})
     limit = ctx.config.quality_max_side
     missing = [int(r) for r in rows if int(r) not in cache]
-    if missing:  # decoded once per run for all six statistics, on all usable cores
-        from concurrent.futures import ThreadPoolExecutor
-
-        from curate.threads import resolve_threads
-
-        with ThreadPoolExecutor(max_workers=resolve_threads()) as pool:
-            for r, im in zip(missing, pool.map(lambda r: _shrunk_grey(ctx, r, limit), missing)):
-                cache[r] = im
+    if missing:  # decoded once per run for all six statistics, on the engine (locally: all usable cores)
+        cache.update(_shrunk_originals(ctx.load_original, missing, limit))
     return [cache[int(r)][None] for r in rows]
 
 
-def _shrunk_grey(ctx: AuditContext, row: int, limit: int) -> np.ndarray:
-    """The grey original of ``row``, its short side shrunk to at most ``limit``."""
-    im = ctx.load_original(row)
+def _shrunk_originals(load_original, rows: list[int], limit: int) -> dict[int, np.ndarray]:
+    """``{row: shrunk grey original}``: files of a workspace loader (:class:`curate.audit.api.OriginalsLoader`)
+    on the engine's workers, anything else (CSV pixels, another loader) in this process's threads."""
+    from curate.engine import get_engine, local_engine
+    from curate.threads import resolve_threads
+
+    engine = get_engine()
+    remote: list[int] = []
+    if not engine.is_local and hasattr(load_original, "portable"):
+        remote = [r for r in rows if load_original.location(r) is not None]
+        taken = set(remote)
+        rows = [r for r in rows if r not in taken]
+    out: dict[int, np.ndarray] = {}
+    if remote:
+        out.update(zip(remote, engine.map_items(ShrunkGrey(load_original.portable(), limit), remote, batch_size=8,
+                                                threads=1)))
+    if rows:
+        out.update(zip(rows, local_engine().map_items(ShrunkGrey(load_original, limit), rows,
+                                                      workers=resolve_threads())))
+    return out
+
+
+@dataclass(frozen=True)
+class ShrunkGrey:
+    """Engine factory: row -> its grey original, short side shrunk to at most ``limit`` (picklable with a
+    picklable loader, e.g. :meth:`curate.audit.api.OriginalsLoader.portable`)."""
+
+    load_original: Callable[[int], np.ndarray]
+    limit: int
+
+    def __call__(self) -> Callable[[int], np.ndarray]:
+        return self.one
+
+    def one(self, row: int) -> np.ndarray:
+        return shrink_grey(self.load_original(row), self.limit)
+
+
+def shrink_grey(im: np.ndarray, limit: int) -> np.ndarray:
+    """A grey version of the image ``im``, its short side shrunk to at most ``limit``."""
     if im.ndim == 3:
         im = cv2.cvtColor(np.ascontiguousarray(im[..., :3]), cv2.COLOR_RGB2GRAY)
     short = min(im.shape[:2])

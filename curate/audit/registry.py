@@ -50,7 +50,7 @@ def validate_check(cls: Any, base: type, applies_to: str) -> None:
     if getattr(cls, "applies_to", None) != applies_to:
         raise CheckRegistrationError(f"{where} ({name}): applies_to is {getattr(cls, 'applies_to', None)!r}, "
                                      f"but it is registered among the {applies_to!r} checks")
-    flags = ("default_enabled", "judges_uncropped") if base is Check else ("default_enabled",)
+    flags = ("default_enabled", "judges_uncropped", "judges_photos") if base is Check else ("default_enabled",)
     for flag in flags:
         if not isinstance(getattr(cls, flag, None), bool):
             raise CheckRegistrationError(f"{where} ({name}): {flag} must be True or False, "

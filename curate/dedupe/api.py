@@ -45,10 +45,11 @@ def _edge_frame(a, b, dist, method: str) -> pd.DataFrame:
 
 
 def hash_edges(images: np.ndarray, cfg: DedupeSettings, *, timings: dict[str, float] | None = None,
-               quiet: bool = True, quality_out: np.ndarray | None = None) -> pd.DataFrame:
+               quiet: bool = True, quality_out: np.ndarray | None = None, engine=None) -> pd.DataFrame:
     """Pairs within the Hamming radius for each configured hash (mirror-aware).
 
     ``quality_out`` (float32, one per image) is filled with the quality score during the first hash pass.
+    ``engine`` (:class:`curate.engine.Engine`, None = this process) computes the hashes.
     """
     from curate.dedupe.hashing import hash_images
     from curate.dedupe.search import hamming_pairs
@@ -57,7 +58,7 @@ def hash_edges(images: np.ndarray, cfg: DedupeSettings, *, timings: dict[str, fl
     frames = []
     for method in progress(hc.methods, desc="hashes", quiet=quiet or len(hc.methods) < 2):
         t0 = time.perf_counter()
-        codes, mirrored = hash_images(images, method, mirror=hc.mirror, quality_out=quality_out)
+        codes, mirrored = hash_images(images, method, mirror=hc.mirror, quality_out=quality_out, engine=engine)
         quality_out = None
         t1 = time.perf_counter()
         frames.append(_edge_frame(*hamming_pairs(codes, hc.radius, method=hc.search), method))
@@ -72,22 +73,27 @@ def hash_edges(images: np.ndarray, cfg: DedupeSettings, *, timings: dict[str, fl
 
 def embedding_edges(images: np.ndarray, kind: str, cfg: DedupeSettings, *, known: pd.DataFrame | None = None,
                     groups: np.ndarray | None = None, seed: int = 0, timings: dict[str, float] | None = None,
-                    quiet: bool = True) -> pd.DataFrame:
+                    quiet: bool = True, engine=None) -> pd.DataFrame:
     """kNN edges from an embedder; pixel candidates are verified by registration (mirror-aware).
 
     ``known`` (edges already found) and ``groups`` (an exact-copy group code per image) spare
-    registrations whose outcome is already settled (see :func:`_verify`).
+    registrations whose outcome is already settled (see :func:`_verify`). ``engine``
+    (:class:`curate.engine.Engine`, None = this process) computes the embeddings
+    (:func:`curate.dedupe.embed.embed_images`).
     """
-    from curate.dedupe.embed import make_embedder
+    from curate.dedupe.embed import embed_images, make_embedder
     from curate.dedupe.search import cosine_index, knn_pairs
+    from curate.engine import LocalEngine
 
-    embedder = make_embedder(kind, cfg)
-    if embedder is None or len(images) < 2:
+    if kind in (None, "none", ""):
         return _edge_frame([], [], [], kind or "none")
+    if kind not in ("pixel", "clip", "cnn") or (kind == "cnn" and not cfg.cnn.checkpoint):
+        make_embedder(kind, cfg)  # a refused choice: its ConfigError
+    if len(images) < 2:
+        return _edge_frame([], [], [], kind)
     kc = cfg.knn
     t0 = time.perf_counter()
-    vecs = embedder.embed(images)
-    mirrored = embedder.embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1])) if cfg.hash.mirror else None
+    vecs, mirrored = embed_images(kind, cfg, images, engine=engine or LocalEngine(), mirror=cfg.hash.mirror)
     t1 = time.perf_counter()
     floor = kc.min_similarity if kind == "pixel" else 1.0 - getattr(cfg, kind).max_distance
     index = cosine_index(vecs, exact_below=kc.exact_below, kind=kc.index, nprobe=kc.nprobe,
@@ -170,11 +176,13 @@ def prune_candidates(a: np.ndarray, b: np.ndarray, known: pd.DataFrame | None,
 
 def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: DedupeSettings, *, embedder: str | None = None,
                seed: int = 0, quiet: bool = True, timings: dict[str, float] | None = None,
-               quality_out: np.ndarray | None = None) -> pd.DataFrame:
+               quality_out: np.ndarray | None = None, engine=None) -> pd.DataFrame:
     """Every duplicate edge (a, b, method, distance) among ``images``; a < b positions.
 
     Near edges between images of one digest group are dropped (the exact edges cover them).
     ``quality_out`` (float32, one per image) is filled with the quality score when a hash runs.
+    ``engine`` (:class:`curate.engine.Engine`, None = this process) runs the per-image work
+    (hashes, quality sums, embeddings); the search, registration and clusters run here.
     """
     timings = {} if timings is None else timings
     frames = []
@@ -183,13 +191,13 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: DedupeSetting
         frames.append(exact_edges(digests))
     timings["exact_s"] = round(time.perf_counter() - t0, 3)
     if cfg.hash.methods:
-        frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet, quality_out=quality_out))
+        frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet, quality_out=quality_out, engine=engine))
     kind = cfg.embedder if embedder is None else embedder
     if kind and kind != "none":
         known = pd.concat(frames, ignore_index=True) if frames else None
         groups = None if digests is None else _group_codes(digests)
         frames.append(embedding_edges(images, kind, cfg, known=known, groups=groups, seed=seed, timings=timings,
-                                      quiet=quiet))
+                                      quiet=quiet, engine=engine))
     edges = pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "exact")
     if digests is not None and len(edges):
         d = pd.Series(digests).reset_index(drop=True)
@@ -245,6 +253,7 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
         The command line recorded in the workspace's run log; None = this process's. Default None.
     """
     from curate.dedupe.clusters import assign_clusters
+    from curate.engine import get_engine
     from curate.workspace import utc_now
 
     started = utc_now()
@@ -263,7 +272,7 @@ def dedupe(ws, *, overrides: dict | list[str] | None = None, config_file: str | 
     quality = np.full(len(manifest), np.nan, np.float32)
     try:
         edges = find_edges(images, manifest["digest"], cfg, seed=seed, quiet=quiet, timings=timings,
-                           quality_out=quality)
+                           quality_out=quality, engine=get_engine())
     except ConfigError as exc:  # a refused setting (hash method, search, embedder, its checkpoint, ...)
         raise ConfigError(f"dedupe: {exc}") from None
     t0 = time.perf_counter()

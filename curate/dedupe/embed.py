@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -180,3 +181,51 @@ def make_embedder(kind: str | None, cfg: DedupeSettings) -> Embedder | None:
             raise ConfigError("embedder cnn needs cnn.checkpoint (a folder written by curate train)")
         return CnnEmbedder(cfg.cnn.checkpoint, device=cfg.cnn.device)
     raise ConfigError(f"unknown embedder {kind!r}; choose pixel, clip, cnn or none")
+
+
+def batch_of(kind: str, cfg: DedupeSettings) -> int:
+    """The batch size the embedder ``kind`` works in (chunks sent to workers are multiples of it,
+    so every batch holds the same images whichever engine runs it)."""
+    if kind == "pixel":
+        return 4096
+    if kind == "clip":
+        return int(cfg.clip.batch_size)
+    return 512
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedChunks:
+    """Engine factory of the embeddings: builds the embedder once per worker; an item ``(start, stop,
+    mirrored)`` -> the embeddings of ``images[start:stop]`` (or of their mirror images)."""
+
+    kind: str
+    cfg: DedupeSettings
+    images: np.ndarray
+
+    def __call__(self):
+        embedder = make_embedder(self.kind, self.cfg)
+
+        def embed(item: tuple[int, int, bool]) -> np.ndarray:
+            start, stop, mirrored = item
+            part = np.asarray(self.images[start:stop])
+            return embedder.embed(np.ascontiguousarray(part[:, :, ::-1]) if mirrored else part)
+
+        return embed
+
+
+def embed_images(kind: str, cfg: DedupeSettings, images: np.ndarray, *, engine, mirror: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(embeddings, embeddings of the mirror images or None)`` of ``images`` by the embedder ``kind``,
+    on ``engine``: locally one call over all images (as the embedder always ran), remotely chunks of
+    whole batches spread over the workers (equal results: each batch holds the same images)."""
+    n = len(images)
+    if engine.is_local:
+        items = [(0, n, False)] + ([(0, n, True)] if mirror else [])
+    else:
+        images = np.ascontiguousarray(images)
+        step = batch_of(kind, cfg) * max(1, 4096 // batch_of(kind, cfg))
+        items = [(s, min(n, s + step), m) for m in ([False, True] if mirror else [False]) for s in range(0, n, step)]
+    parts = list(engine.map_items(EmbedChunks(kind, cfg, images), items, batch_size=1, workers=1, threads=1))
+    plain = [p for p, (_, _, m) in zip(parts, items) if not m]
+    flipped = [p for p, (_, _, m) in zip(parts, items) if m]
+    return np.concatenate(plain), (np.concatenate(flipped) if mirror else None)

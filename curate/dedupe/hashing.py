@@ -14,6 +14,7 @@ the layout faiss binary indexes expect.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -190,22 +191,45 @@ def whash_bits(images: np.ndarray, hash_size: int = 8,
 _BITS = {"phash": phash_bits, "dhash": dhash_bits, "whash": whash_bits}
 
 
+@dataclass(frozen=True, eq=False)
+class HashBlocks:
+    """Engine factory of the hash pass: block ``start`` of ``images`` -> its packed hashes (and mirrored
+    ones, and its quality scores when asked); picklable, so Ray workers run it on their copy of the store."""
+
+    images: np.ndarray
+    method: str
+    hash_size: int
+    mirror: bool
+    quality: bool
+    batch_size: int
+
+    def __call__(self):
+        return self.block
+
+    def block(self, start: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        from curate.dedupe.quality import block_quality
+
+        block = np.ascontiguousarray(self.images[start:start + self.batch_size], dtype=np.uint8)
+        bits, bits_m = _BITS[self.method](block, hash_size=self.hash_size, mirror=self.mirror)
+        return (np.packbits(bits, axis=1), np.packbits(bits_m, axis=1) if self.mirror else None,
+                block_quality(block) if self.quality else None)
+
+
 def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8, mirror: bool = False,
                 batch_size: int = 512, workers: int = 2,
-                quality_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                quality_out: np.ndarray | None = None, engine=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Packed hashes uint8 (N, hash_size**2 // 8) of grey uint8 images (N, H, W).
 
     Returns ``(hashes, mirrored)``; ``mirrored`` holds the horizontally flipped images'
-    hashes when ``mirror`` is true, else None. Batches run on ``workers`` threads with
+    hashes when ``mirror`` is true, else None. Batches run on the ``engine``
+    (:class:`curate.engine.Engine`; None = this process) - locally on ``workers`` threads with
     single-threaded BLAS each (numpy and BLAS release the GIL). ``quality_out`` (float32,
     length N), when given, is filled with :func:`curate.dedupe.quality.block_quality` of each
-    batch while it is in memory.
+    batch while it is in memory. The arithmetic is exact, so the engine never changes a bit.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from threadpoolctl import threadpool_limits
 
-    from curate.dedupe.quality import block_quality
+    from curate.engine import LocalEngine
     from curate.perf import keep_freed_memory
 
     keep_freed_memory()
@@ -219,23 +243,21 @@ def hash_images(images: np.ndarray, method: str = "phash", *, hash_size: int = 8
     out_m = np.zeros((n, nbytes), np.uint8) if mirror else None
     if quality_out is not None and len(quality_out) != n:
         raise ValueError(f"quality_out holds {len(quality_out)} values for {n} images")
-
-    def work(start: int) -> None:
-        block = np.ascontiguousarray(images[start:start + batch_size], dtype=np.uint8)
-        bits, bits_m = _BITS[method](block, hash_size=hash_size, mirror=mirror)
-        out[start:start + len(block)] = np.packbits(bits, axis=1)
-        if mirror:
-            out_m[start:start + len(block)] = np.packbits(bits_m, axis=1)
-        if quality_out is not None:
-            quality_out[start:start + len(block)] = block_quality(block)
-
+    engine = engine or LocalEngine()
+    if not engine.is_local:  # the workers get the store itself, not a memory map of a driver file
+        images = np.ascontiguousarray(images)
+    work = HashBlocks(images, method, hash_size, mirror, quality_out is not None, batch_size)
+    starts = list(range(0, n, batch_size))
     with threadpool_limits(1, "blas"):
-        if workers <= 1 or n <= batch_size:
-            for start in range(0, n, batch_size):
-                work(start)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(work, range(0, n, batch_size)))
+        pool = 1 if workers <= 1 or n <= batch_size else workers
+        results = engine.map_items(work, starts, batch_size=1, workers=pool, threads=1)
+        for start, (packed, packed_m, quality) in zip(starts, results):
+            stop = start + len(packed)
+            out[start:stop] = packed
+            if mirror:
+                out_m[start:stop] = packed_m
+            if quality_out is not None:
+                quality_out[start:stop] = quality
     return out, out_m
 
 

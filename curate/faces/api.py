@@ -14,8 +14,9 @@ each goes through :func:`curate.faces.stage.process_photo` and the workspace get
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ from curate.faces.stage import PhotoResult, process_photo
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, face_stage_tables, replace_rows
 from curate.progress import progress
 from curate.threads import torch_single_threaded
-from curate.settings import IngestSettings, load_settings
+from curate.settings import FacesSettings, IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
 
 
@@ -99,6 +100,32 @@ def merge_photo_outputs(ws: Workspace, merged: pd.DataFrame, keep_mask: np.ndarr
     return rows()
 
 
+@dataclass(frozen=True)
+class RerunWork:
+    """Engine factory of ``curate faces``: one photo's original (``(location, stored grey crop)``)
+    decoded again and through the face stage; picklable, so Ray workers run it too."""
+
+    size: int
+    params: FacesSettings
+    max_pixels: int
+
+    def __call__(self):
+        return self.one
+
+    def one(self, item: tuple[Any, np.ndarray]) -> PhotoResult:
+        from curate.ingest.originals import decode_original
+
+        location, grey = item
+        try:
+            arr = np.asarray(decode_original(location, max_pixels=self.max_pixels).image)
+        except Exception as exc:  # noqa: BLE001 - a file that vanished or broke since ingest
+            res = PhotoResult(width=0, height=0, status="error", detail=f"error: {exc}"[:300])
+            res.grey = np.asarray(grey)
+            res.rgb = grey_to_rgb(res.grey[None], self.params.rgb_size)[0]
+            return res
+        return process_photo(arr, size=self.size, params=self.params)
+
+
 def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, workers: int | None = None,
                quiet: bool = False) -> dict[str, Any]:
     """Re-run the face stage on every photo of ``ws`` from its original file.
@@ -117,7 +144,8 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
     quiet : bool, default=False
         No progress bars or messages on stderr.
     """
-    from curate.ingest.decode import decode_image
+    from curate.engine import get_engine
+    from curate.ingest.originals import original_location
 
     started = utc_now()
     t0 = time.perf_counter()
@@ -131,20 +159,13 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
             raise CurateError(f"{ws.root}: no photo sources (all images are face crops); nothing to do. "
                               "Re-ingest a folder with --images photos to treat it as photos.")
         size, params = ws.image_size, cfg.faces
-
-        def one(row: int) -> PhotoResult:
-            try:
-                arr = np.asarray(decode_image(ws.original_path(row), max_pixels=cfg.max_pixels).image)
-            except Exception as exc:  # noqa: BLE001 - a file that vanished or broke since ingest
-                res = PhotoResult(width=0, height=0, status="error", detail=f"error: {exc}"[:300])
-                res.grey = np.asarray(ws.pixels()[row])
-                res.rgb = grey_to_rgb(res.grey[None], params.rgb_size)[0]
-                return res
-            return process_photo(arr, size=size, params=params)
-
-        with ThreadPoolExecutor(max_workers=max(1, int(workers or cfg.workers))) as pool, torch_single_threaded():
-            results = list(progress(pool.map(one, photo_rows.tolist()), total=len(photo_rows), desc="faces",
-                                    quiet=quiet, unit="img"))
+        stored = ws.pixels()
+        items = [(original_location(ws, row), np.asarray(stored[row])) for row in photo_rows.tolist()]
+        engine = get_engine()
+        with torch_single_threaded() if engine.is_local else contextlib.nullcontext():
+            mapped = engine.map_items(RerunWork(size, params, cfg.max_pixels), items, batch_size=4,
+                                      workers=max(1, int(workers or cfg.workers)), threads=1)
+            results = list(progress(mapped, total=len(photo_rows), desc="faces", quiet=quiet, unit="img"))
         ids = manifest["image_id"].iloc[photo_rows].tolist()
         grey = np.array(ws.pixels())
         grey[photo_rows] = np.stack([r.grey for r in results])

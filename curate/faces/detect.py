@@ -88,12 +88,15 @@ def detector(model_dir: str | None = None):
 
 
 def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 640, mtcnn_min_face: float = 15.0,
-               mtcnn_min_score: float = 0.85, fallback: str = "hog", **hog) -> list[Face]:
+               mtcnn_min_score: float = 0.85, mtcnn_pad_retry: float = 0.0, fallback: str = "hog", **hog) -> list[Face]:
     """Every face in ``image`` (uint8 grey or RGB), largest first, in original pixels.
 
     ``detector="mtcnn"``: MTCNN on the image shrunk to ``mtcnn_side`` px (longer side; never
     enlarged), faces of at least ``mtcnn_min_face`` px there and face probability
-    ``mtcnn_min_score``; when it finds none, ``fallback``: ``"hog"`` (:func:`detect_faces` with
+    ``mtcnn_min_score``; when it finds none and ``mtcnn_pad_retry`` > 0, MTCNN again on the image
+    framed by a grey border of that fraction of its longer side (close-ups whose face fills or
+    overflows the frame have no context around the face otherwise, and MTCNN misses them);
+    when that finds none either, ``fallback``: ``"hog"`` (:func:`detect_faces` with
     the ``hog`` keyword arguments), ``"mmod"`` (HOG, then dlib's CNN detector) or ``"none"``.
     ``detector="hog"``: :func:`detect_faces` alone (its own ``fallback``: ``none`` or ``mmod``).
     """
@@ -103,6 +106,9 @@ def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 
     if detector == "mtcnn":
         faces = mtcnn_faces(image, side=mtcnn_side, min_face=mtcnn_min_face, min_score=mtcnn_min_score,
                             model_dir=hog.get("model_dir"))
+        if not faces and mtcnn_pad_retry > 0:
+            faces = _padded_mtcnn_faces(image, mtcnn_pad_retry, side=mtcnn_side, min_face=mtcnn_min_face,
+                                        min_score=mtcnn_min_score, model_dir=hog.get("model_dir"))
         if faces or fallback == "none":
             return faces
     return detect_faces(image, fallback="mmod" if fallback == "mmod" else "none", **hog)
@@ -140,6 +146,24 @@ def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, m
         faces.append(Face(x=x / scale, y=y / scale, w=bw / scale, h=bh / scale, score=float(score),
                           landmarks=pts / scale, detector="mtcnn"))
     faces.sort(key=lambda f: -f.area)
+    return faces
+
+
+def _padded_mtcnn_faces(image: np.ndarray, fraction: float, **kwargs) -> list[Face]:
+    """:func:`mtcnn_faces` of ``image`` framed by a mid-grey border of ``fraction`` of its longer
+    side, boxes and landmarks moved back to the image's own pixels (they may reach past its edges)."""
+    import cv2
+
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    pad = int(round(fraction * max(arr.shape[:2])))
+    framed = cv2.copyMakeBorder(np.ascontiguousarray(arr[..., :3]), pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                                value=(127, 127, 127))
+    faces = mtcnn_faces(framed, **kwargs)
+    for f in faces:
+        f.x, f.y = f.x - pad, f.y - pad
+        f.landmarks = f.landmarks - pad
     return faces
 
 

@@ -60,12 +60,14 @@ def _layer(w: dict, x, name: str, act: str | None = None):
 def _convs(w: dict, x, net: str, pools: tuple[int, ...]):
     """``net``'s conv1, conv2, ... each with its PReLU, each followed by a stride-2 max pool of
     the given size (0: none)."""
+    import torch
     import torch.nn.functional as F
 
     for k, pool in enumerate(pools, start=1):
         x = _layer(w, x, f"{net}.conv{k}", f"{net}.prelu{k}")
         if pool:
-            x = F.max_pool2d(x, pool, 2, ceil_mode=True)
+            # the same values as on the default layout, 2-6x faster on the CPU in channels-last
+            x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), pool, 2, ceil_mode=True).contiguous()
     return x
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from curate.faces.align import align, centre_square, roll_degrees
 from curate.faces.detect import Face, find_faces, pick_main
-from curate.faces.features import art_features, face_features, text_features
-from curate.faces.text_detect import detect_text, missing_features
+from curate.faces.features import art_features, face_features, face_region_features, text_features
+from curate.faces.text_detect import detect_text, missing_features, text_detector_side
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings
@@ -51,7 +51,8 @@ def _detected_text(rgb: np.ndarray, p: FacesSettings, res: PhotoResult) -> dict[
     if p.text_detector_side <= 0:
         return missing_features()
     try:
-        feats, res.text_boxes = detect_text(rgb, p.text_detector_side, p.text_detector_model)
+        side = text_detector_side(rgb.shape[:2], p.text_detector_side, p.text_detector_enlarge)
+        feats, res.text_boxes = detect_text(rgb, side, p.text_detector_model)
         return feats
     except Exception as exc:  # noqa: BLE001 - the detector failing never loses the faces
         res.detail = f"{res.detail}; text detector error: {type(exc).__name__}: {exc}"[:300]
@@ -69,7 +70,7 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
     res = PhotoResult(width=w, height=h)
     try:
         res.faces = find_faces(rgb, detector=p.detector, mtcnn_side=p.mtcnn_side, mtcnn_min_face=p.mtcnn_min_face,
-                               mtcnn_min_score=p.mtcnn_min_score, fallback=p.fallback, max_side=p.max_side,
+                               mtcnn_min_score=p.mtcnn_min_score, mtcnn_pad_retry=p.mtcnn_pad_retry, fallback=p.fallback, max_side=p.max_side,
                                upsample=p.upsample, min_score=p.min_score, max_enlarge=p.max_enlarge,
                                rotations=p.rotations, model_dir=p.model_dir)
         res.main = pick_main(res.faces, w, h)
@@ -85,8 +86,9 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
             res.detail = f"{len(res.faces)} face(s); main roll {roll_degrees(left, right):+.0f} deg"
         res.rgb = colour
         res.grey = (grey_src.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
-        res.features = {**face_features(res.faces, res.main, w, h), **art_features(rgb), **text_features(rgb),
-                        **_detected_text(rgb, p, res)}
+        main = res.faces[res.main] if res.main is not None else None
+        res.features = {**face_features(res.faces, res.main, w, h), **face_region_features(rgb, main),
+                        **art_features(rgb), **text_features(rgb), **_detected_text(rgb, p, res)}
     except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
         res.status, res.detail = "error", f"error: {type(exc).__name__}: {exc}"[:300]
         res.faces, res.main = [], None

@@ -65,6 +65,13 @@ def load_session(model: str | Path | None = None):
         return _SESSIONS[key]
 
 
+def text_detector_side(shape: tuple[int, int], side: int, enlarge: float) -> int:
+    """The longer side the detector sees for a photo of ``shape`` (H, W): its own longer side
+    times ``enlarge``, at most ``side`` and at least 64 px. Small web photos are seen near their
+    own size instead of being blown up to ``side`` (the detector's cost grows with the area)."""
+    return int(max(64, min(side, round(max(shape) * enlarge))))
+
+
 def detector_input(rgb: np.ndarray, side: int) -> np.ndarray:
     """(1, 3, H, W) float32 input: the photo resized so its longer side is ``side`` (both sides
     rounded to multiples of 32, as the detector needs), BGR, scaled to [-1, 1]."""

@@ -16,6 +16,7 @@ from curate.errors import CurateError
 from curate.ingest.fer2013 import read_fer2013_csv, read_header
 from curate.ingest.files import LABEL_COLUMNS, PATH_COLUMNS, read_folder, read_label_csv
 from curate.ingest.records import SourceResult
+from curate.ingest.remote import canonical_url, fetched, is_folder as remote_is_folder, is_url, name_of
 from curate.labels import apply_label_map
 from curate.faces.api import merge_photo_outputs, photo_counts
 from curate.settings import IngestSettings, load_settings
@@ -26,8 +27,13 @@ UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
 """What reading a source file can raise when the file itself is unreadable (I/O, broken gzip, not UTF-8 text)."""
 
 
-def detect_format(path: Path) -> str:
-    """fer2013-csv, folder or csv, from what the source is and its header."""
+def detect_format(path: Path | str) -> str:
+    """fer2013-csv, folder or csv, from what the source is and its header (a URL: a prefix is a folder)."""
+    if is_url(path):
+        if remote_is_folder(str(path)):
+            return "folder"
+        with fetched(str(path)) as local:
+            return detect_format(local)
     if path.is_dir():
         return "folder"
     if not path.is_file():
@@ -44,9 +50,9 @@ def detect_format(path: Path) -> str:
                       "expected emotion,pixels[,Usage] or path,label[,split] (or pass --format)")
 
 
-def source_slug(path: Path, taken: dict[str, str]) -> str:
+def source_slug(path: Path | str, taken: dict[str, str]) -> str:
     """Short stable name for id prefixes: file/folder name without suffixes, unique in the workspace."""
-    name = path.name
+    name = name_of(path) if is_url(path) else Path(path).name
     for suffix in (".gz", ".csv"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
@@ -57,8 +63,11 @@ def source_slug(path: Path, taken: dict[str, str]) -> str:
     return candidate
 
 
-def _read_source(path: Path, fmt: str, size: int, cfg: IngestSettings, quiet: bool) -> SourceResult:
+def _read_source(path: Path | str, fmt: str, size: int, cfg: IngestSettings, quiet: bool) -> SourceResult:
     if fmt == "fer2013-csv":
+        if is_url(path):  # parsed in the driver: a local copy for the one CSV reader
+            with fetched(str(path)) as local:
+                return read_fer2013_csv(local, size, quiet=quiet)
         return read_fer2013_csv(path, size, quiet=quiet)
     reader = read_folder if fmt == "folder" else read_label_csv
     return reader(path, size, cfg, quiet=quiet)
@@ -207,13 +216,14 @@ def _read_sources(sources: Iterable[str | Path], manifest: pd.DataFrame, slugs: 
     present = set(manifest["source"].dropna().unique())
     batch = _Batch(keep_mask=np.ones(len(manifest), dtype=bool))
     for raw in sources:
-        path = Path(raw).expanduser().resolve()
+        remote = is_url(str(raw))
+        path: Path | str = canonical_url(str(raw)) if remote else Path(raw).expanduser().resolve()
         source = str(path)
         if source in present and not replace:
             batch.skipped.append(source)
             continue
         kind = detect_format(path) if fmt == "auto" else fmt
-        if kind == "folder" and not path.is_dir():
+        if kind == "folder" and not (remote_is_folder(source) if remote else Path(path).is_dir()):
             raise CurateError(f"{path}: --format folder needs a folder")
         slug = source_slug(path, slugs)
         slugs[slug] = source

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     @guarded
     def ingest(
-        sources: List[Path] = typer.Argument(..., help="fer2013.csv[.gz], an image folder, or a path,label[,split] CSV."),
+        sources: List[str] = typer.Argument(..., help="fer2013.csv[.gz], an image folder, or a path,label[,split] CSV; "
+                                                       "local paths or object-storage URLs (s3://bucket/prefix/)."),
         workspace: Path = WorkspaceOpt,
         fmt: str = typer.Option("auto", "--format", help="auto | fer2013-csv | folder | csv"),
         replace: bool = typer.Option(False, "--replace", help="Re-ingest a source already in the workspace."),

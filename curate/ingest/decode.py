@@ -20,6 +20,9 @@ class DecodeError(ValueError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # picklable with its code (results of remote workers)
+        return (DecodeError, (self.code, str(self)))
+
 
 @dataclass
 class DecodedImage:

@@ -1,14 +1,20 @@
-"""Readers for image folders and ``path,label[,split]`` CSVs (shared parallel decoding)."""
+"""Readers for image folders and ``path,label[,split]`` CSVs (shared parallel decoding).
+
+Decoding (and, for photos, the face stage) is per file and runs on the engine
+(:mod:`curate.engine`: this process's threads, or Ray workers); the results come back in
+file order and the readers build the rows from them here, in the driver. Folders and CSVs
+may also be object-storage URLs (:mod:`curate.ingest.remote`).
+"""
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +23,7 @@ from curate.errors import InputError
 from curate.ingest.decode import DecodeError, decode_image, pixel_digest, to_store
 from curate.ingest.fer2013 import open_text
 from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
+from curate.ingest.remote import RemoteFile, local_copy
 from curate.labels import FER2013_USAGE, canonical_label, canonical_split
 from curate.progress import progress
 from curate.threads import torch_single_threaded
@@ -35,7 +42,7 @@ class Candidate:
     """A file to decode, with what its location or CSV row says about it."""
 
     source_path: str
-    file: Path
+    file: Path | RemoteFile
     original_label: str | None
     split: str | None
     source_row: int | None = None
@@ -43,7 +50,11 @@ class Candidate:
 
 def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params: FacesSettings | None):
     try:
-        decoded = decode_image(cand.file, max_pixels=max_pixels)
+        try:
+            with local_copy(cand.file) as file:  # a remote object: fetched to a temporary file first
+                decoded = decode_image(file, max_pixels=max_pixels)
+        except OSError as exc:
+            raise DecodeError("unreadable", f"cannot read file: {exc}") from None
         arr = decoded.array()
         if photo_params is not None:  # a photo: the store gets the aligned main face, not the squashed photo
             from curate.faces.stage import process_photo
@@ -58,23 +69,39 @@ def _decode_one(cand: Candidate, image_size: int, max_pixels: int, photo_params:
         return DecodeError("corrupt", f"cannot decode: {type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class DecodeWork:
+    """Engine factory of the per-file work: decode (and the face stage for photos); picklable."""
+
+    image_size: int
+    max_pixels: int
+    photo_params: FacesSettings | None
+
+    def __call__(self) -> Callable[[Candidate], tuple | DecodeError]:
+        return functools.partial(_decode_one, image_size=self.image_size, max_pixels=self.max_pixels,
+                                 photo_params=self.photo_params)
+
+
 def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int, workers: int,
                       photo_params: FacesSettings | None, quiet: bool = False, desc: str = "decode",
                       rejects: list[Reject] | None = None, read: int = 0) -> SourceResult:
-    """Decode candidates in parallel threads; failures become rejects, order is kept.
+    """Decode candidates on the engine (``workers`` threads locally); failures become rejects, order is kept.
 
     With ``photo_params`` the files are photos: each goes through the face stage
     (:func:`curate.faces.stage.process_photo`) and ``SourceResult.photos`` holds the results.
     """
+    from curate.engine import get_engine
+
     rejects = list(rejects or [])
     kept: list[Candidate] = []
     pixels: list[np.ndarray] = []
     facts: list[tuple] = []
     photos: list = []
     chunk = 64 if photo_params is None else 4
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            (torch_single_threaded() if photo_params is not None else contextlib.nullcontext()):
-        results = pool.map(lambda c: _decode_one(c, image_size, max_pixels, photo_params), cands, chunksize=chunk)
+    engine = get_engine()
+    with (torch_single_threaded() if photo_params is not None and engine.is_local else contextlib.nullcontext()):
+        results = engine.map_items(DecodeWork(image_size, max_pixels, photo_params), cands, batch_size=chunk,
+                                   workers=max(1, workers), threads=1)
         for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
             if isinstance(res, DecodeError):
                 rejects.append(Reject(res.code, str(res), source_row=cand.source_row, source_path=cand.source_path))
@@ -177,19 +204,47 @@ def scan_folder(root: Path, usage_from_filename: bool = True) -> tuple[list[Cand
     return cands, rejects, read - len(cands)
 
 
-def read_folder(root: Path, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
-    """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth.
+def scan_remote_folder(url: str, usage_from_filename: bool = True) -> tuple[list[Candidate], list[Reject], int]:
+    """:func:`scan_folder` for an object-storage prefix: every object under it (hidden folders left
+    out), labels and splits from the key's folders as for a local folder; non-image objects rejected."""
+    from curate.ingest.remote import list_files
+
+    cands: list[Candidate] = []
+    rejects: list[Reject] = []
+    for rel, file in list_files(url):
+        name = rel.rsplit("/", 1)[-1]
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            rejects.append(Reject("not_an_image", f"not an image file (suffix {Path(name).suffix or 'none'!r})",
+                                  source_path=rel))
+            continue
+        label, split = _label_and_split(tuple(rel.split("/")[:-1]))
+        if usage_from_filename:
+            split = split_from_filename(name) or split
+        cands.append(Candidate(rel, file, label, split))
+    return cands, rejects, len(rejects)
+
+
+def read_folder(root: Path | str, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
+    """Ingest an image folder: ``<split>/<class>/*``, ``<class>/*`` or any depth (a local folder, or an
+    object-storage prefix such as ``s3://bucket/prefix``).
 
     ``cfg``: the ingest settings; their ``images`` is crops | photos | auto (decided from the image
     sizes, see :func:`looks_like_photos`).
     """
-    cands, rejects, read = scan_folder(root, cfg.usage_from_filename)
+    from curate.ingest.remote import is_url, name_of
+
+    if is_url(root):
+        cands, rejects, read = scan_remote_folder(str(root), cfg.usage_from_filename)
+        name = name_of(str(root))
+    else:
+        cands, rejects, read = scan_folder(Path(root), cfg.usage_from_filename)
+        name = Path(root).name
     return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers, quiet=quiet,
-                             desc=f"ingest {root.name}", rejects=rejects, read=read,
+                             desc=f"ingest {name}", rejects=rejects, read=read,
                              photo_params=_photo_params(cands, cfg))
 
 
-def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128) -> bool:
+def looks_like_photos(files: list[Path | RemoteFile], sample: int = 64, crop_side: int = 128) -> bool:
     """True unless the files look like face crops: at least 90% of a sample of them (read from
     their headers, no decoding) are at most ``crop_side`` px on each side and nearly square."""
     from PIL import Image
@@ -200,7 +255,8 @@ def looks_like_photos(files: list[Path], sample: int = 64, crop_side: int = 128)
     small = total = 0
     for file in files[::step][:sample]:
         try:
-            with Image.open(file) as img:
+            with (file.open() if isinstance(file, RemoteFile) else contextlib.nullcontext(file)) as fh, \
+                    Image.open(fh) as img:
                 w, h = img.size
         except Exception:  # noqa: BLE001 - unreadable files are judged at decode time
             continue
@@ -219,9 +275,51 @@ def _pick(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((header.index(n) for n in names if n in header), None)
 
 
-def read_label_csv(path: Path, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
-    """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder (``cfg``: the ingest settings)."""
-    base = path.resolve().parent
+def read_label_csv(path: Path | str, image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
+    """Ingest a ``path,label[,split]`` CSV; paths are relative to the CSV's folder (``cfg``: the ingest settings).
+
+    ``path`` may be an object-storage URL: its relative paths are then keys under the CSV's prefix.
+    """
+    from curate.ingest.remote import fetched, is_url
+
+    if is_url(path):
+        with fetched(str(path)) as local:
+            return _read_label_csv(local, str(path), _remote_resolver(str(path)), image_size, cfg, quiet=quiet)
+    base = Path(path).resolve().parent
+
+    def resolve(rel: str) -> tuple[Path | RemoteFile, bool]:
+        file = (base / rel) if not os.path.isabs(rel) else Path(rel)
+        return file, file.exists()
+
+    return _read_label_csv(Path(path), Path(path).name, resolve, image_size, cfg, quiet=quiet)
+
+
+def _remote_resolver(url: str) -> Callable[[str], tuple[Path | RemoteFile, bool]]:
+    """``resolve(rel)`` for a CSV at ``url``: keys under its prefix (listed once), absolute local paths as files."""
+    from curate.ingest.remote import RemoteFile, is_url, join, list_files, parent, storage_options
+
+    base = parent(url)
+    listed: dict[str, RemoteFile] | None = None
+
+    def resolve(rel: str) -> tuple[Path | RemoteFile, bool]:
+        nonlocal listed
+        if is_url(rel):
+            from curate.ingest.remote import exists
+
+            return RemoteFile(rel, storage_options(rel)), exists(rel)
+        if os.path.isabs(rel):
+            return Path(rel), Path(rel).exists()
+        if listed is None:
+            listed = {f.url: f for _, f in list_files(base)}
+        target = join(base, rel)
+        return listed.get(target, RemoteFile(target, storage_options(target))), target in listed
+
+    return resolve
+
+
+def _read_label_csv(path: Path, name: str, resolve: Callable[[str], tuple[Path | RemoteFile, bool]],
+                    image_size: int, cfg: IngestSettings, *, quiet: bool = False) -> SourceResult:
+    """Read the CSV at local ``path``; ``resolve(rel)`` -> (the file a row names, whether it exists)."""
     with open_text(path) as fh:
         reader = csv.reader(fh)
         header = [h.strip().lower() for h in next(reader, [])]
@@ -263,11 +361,11 @@ def read_label_csv(path: Path, image_size: int, cfg: IngestSettings, *, quiet: b
                                       source_row=row, source_path=rel))
                 continue
             seen[key] = row
-            file = (base / rel) if not os.path.isabs(rel) else Path(rel)
-            if not file.exists():
+            file, found = resolve(rel)
+            if not found:
                 rejects.append(Reject("file_not_found", f"file not found: {file}", source_row=row, source_path=rel))
                 continue
             cands.append(Candidate(rel, file, label, split, source_row=row))
     return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers, quiet=quiet,
-                             desc=f"ingest {path.name}", rejects=rejects, read=read - len(cands),
+                             desc=f"ingest {name}", rejects=rejects, read=read - len(cands),
                              photo_params=_photo_params(cands, cfg))

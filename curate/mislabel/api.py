@@ -115,7 +115,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
                                "recipe": recipe["name"], "groups_from": group_source}
     headline = ""
     if mode == "oof":
-        probs, aum, knn, scores, part, headline = _oof_scores(ws, cfg, images, y, ids, classes, groups, group_source,
+        probs, aum, knn, scores, part, headline = _oof_scores(ws, cfg, rows, images, y, ids, classes, groups, group_source,
                                                               recipe, seed=seed, quiet=quiet, log=log)
     else:
         probs, aum, knn, scores, part = _dynamics_scores(cfg, images, y, recipe, len(classes), seed=seed, quiet=quiet)
@@ -160,7 +160,7 @@ def _dynamics_scores(cfg: MislabelSettings, images: np.ndarray, y: np.ndarray, r
     return probs, aum, knn, scores, part
 
 
-def _oof_scores(ws: Workspace, cfg: MislabelSettings, images: np.ndarray, y: np.ndarray, ids: np.ndarray,
+def _oof_scores(ws: Workspace, cfg: MislabelSettings, rows: np.ndarray, images: np.ndarray, y: np.ndarray, ids: np.ndarray,
                 classes: list[str], groups: np.ndarray, group_source: str, recipe: dict[str, Any], *, seed: int,
                 quiet: bool, log: Callable[[str], None]) -> tuple[Any, ...]:
     """The k-fold part of :func:`run_mislabel`: folds, OOF training (resumable), neighbours, the
@@ -173,21 +173,38 @@ def _oof_scores(ws: Workspace, cfg: MislabelSettings, images: np.ndarray, y: np.
 
     k, n_classes = cfg.folds, len(classes)
     folds = assign_folds(y, groups, k=k, seed=seed)
-    fp = fingerprint(ids, y, folds, recipe, seed, {"tta": cfg.tta, "classes": classes})
-    oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
-                  fingerprint_=fp, seed=seed, device=cfg.device, tta=cfg.tta, quiet=quiet, log=log)
+    judge_info: dict[str, Any] = {"judge": cfg.judge}
+    if cfg.judge != "own":
+        from curate.mislabel.judge import expression_judgement
+
+        shipped = expression_judgement(ws, rows, y, classes, model_path=cfg.expression_model, device=cfg.device,
+                                       log=log)
+        judge_info.update(shipped.info)
+    if cfg.judge == "expression":
+        from curate.mislabel.oof import OOFResult
+
+        oof = OOFResult(probs=shipped.probs, embeddings=shipped.embeddings, aum=None, folds=folds)
+    else:
+        fp = fingerprint(ids, y, folds, recipe, seed, {"tta": cfg.tta, "classes": classes})
+        oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
+                      fingerprint_=fp, seed=seed, device=cfg.device, tta=cfg.tta, quiet=quiet, log=log)
     probs, aum = oof.probs, oof.aum
+    if cfg.judge == "both":
+        w = float(cfg.expression_weight)
+        probs = (probs + w * shipped.probs) / (1.0 + w)
     knn = knn_label_distribution(oof.embeddings, y, n_classes, k=cfg.knn.k, blocks=folds, groups=groups)
     accuracy = float((probs.argmax(axis=1) == y).mean())
     fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4) for f in range(k)}
     verdict = skill_test(probs, y, folds, min_skill_p=cfg.min_skill_p, min_skill=cfg.min_skill, classes=classes)
     save_oof(ws, ids, folds, y, probs, classes, recipe, k, accuracy, seed=seed, tta=cfg.tta,
              fold_seconds=oof.seconds, fold_accuracy=fold_accuracy, groups_from=group_source,
-             judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict())
+             judged=verdict.judged, reason=verdict.reason, skill=verdict.as_dict(), **judge_info)
     extra = {} if oof.probs_final is None else {"probs_final": oof.probs_final.astype(np.float32)}
-    save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32), aum=aum.astype(np.float32),
+    if aum is not None:
+        extra["aum"] = aum.astype(np.float32)
+    save_fold(ws.path("mislabel") / "signals.npz", knn=knn.astype(np.float32),
               embeddings=oof.embeddings.astype(np.float16), folds=folds, groups=groups, **extra)
-    part = {"folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
+    part = {**judge_info, "folds": k, "trained_folds": oof.trained, "skipped_folds": oof.skipped,
             "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
             "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
             "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()}

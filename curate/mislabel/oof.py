@@ -103,12 +103,27 @@ def run_fold(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, fold: in
             "train_aum": aum, "seconds": np.float64(time.perf_counter() - t0)}
 
 
+def fold_call(fold: int, *, runner: Callable[..., dict[str, np.ndarray]], images: np.ndarray, labels: np.ndarray,
+              folds: np.ndarray, options: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One fold as an engine task: ``runner(images, labels, folds, fold, **options)``."""
+    return runner(images, labels, folds, fold, **options)
+
+
 def run_oof(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, recipe: dict[str, Any],
             n_classes: int, out_dir: Path, fingerprint_: str, seed: int = 0, device: str = "auto",
             tta: bool = True, quiet: bool = False, log: Callable[[str], None] | None = None,
-            fold_runner: Callable[..., dict[str, np.ndarray]] = run_fold) -> OOFResult:
+            fold_runner: Callable[..., dict[str, np.ndarray]] = run_fold, engine=None) -> OOFResult:
     """Run (or resume) every fold and assemble the out-of-fold arrays (progress lines to ``log``, else
-    to the ``curate`` logger)."""
+    to the ``curate`` logger).
+
+    The folds still to train run on ``engine`` (:class:`curate.engine.Engine`; None = the process's
+    choice): locally one after another, on Ray as parallel tasks (one GPU each where the cluster has
+    GPUs, the driver's thread count each). Each fold is saved (atomically) as soon as it arrives, so
+    a killed run resumes from the folds already finished; the arrays are assembled in fold order.
+    """
+    from curate.engine import get_engine
+    from curate.threads import resolve_threads
+
     log = log or get_logger(__name__).info
     labels = np.asarray(labels, dtype=np.int64)
     folds = np.asarray(folds, dtype=np.int64)
@@ -120,20 +135,41 @@ def run_oof(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, recipe
     aum_count = np.zeros(n, np.int64)
     result = OOFResult(probs=probs, embeddings=np.zeros((n, 0), np.float32), aum=np.full(n, np.nan),
                        folds=folds)
+    done: dict[int, dict[str, np.ndarray]] = {}
     for fold in range(k):
         path = fold_path(out_dir, fold)
         arrays = load_fold(path, fingerprint_)
         if arrays is not None:
             result.skipped.append(fold)
+            done[fold] = arrays
             log(f"fold {fold + 1}/{k}: finished earlier, loaded {path.name}")
-        else:
-            log(f"fold {fold + 1}/{k}: training on {(folds != fold).sum()} images, "
-                f"predicting {(folds == fold).sum()}")
-            arrays = fold_runner(images, labels, folds, fold, recipe=recipe, n_classes=n_classes, seed=seed,
-                                 device=device, tta=tta, quiet=quiet)
-            save_fold(path, fingerprint=np.array(fingerprint_), **arrays)
-            result.trained.append(fold)
+    pending = [f for f in range(k) if f not in done]
+    if pending:
+        engine = engine or get_engine()
+
+        def training(fold: int) -> str:
+            return (f"fold {fold + 1}/{k}: training on {(folds != fold).sum()} images, "
+                    f"predicting {(folds == fold).sum()}")
+
+        if not engine.is_local:
+            for fold in pending:
+                log(training(fold))
+        shared = {"runner": fold_runner, "images": images, "labels": labels, "folds": folds,
+                  "options": {"recipe": recipe, "n_classes": n_classes, "seed": seed, "device": device, "tta": tta,
+                              "quiet": quiet or not engine.is_local}}
+        tasks = iter(engine.run_tasks(fold_call, [(fold,) for fold in pending], shared=shared,
+                                      gpus=device != "cpu", threads=resolve_threads()))
+        for j in range(len(pending)):
+            if engine.is_local:  # the next fold trains when it is asked for: its line first
+                log(training(pending[j]))
+            i, arrays = next(tasks)
+            fold = pending[i]
+            save_fold(fold_path(out_dir, fold), fingerprint=np.array(fingerprint_), **arrays)
+            done[fold] = arrays
             log(f"fold {fold + 1}/{k}: done in {float(arrays['seconds']):.0f}s")
+        result.trained.extend(sorted(pending))
+    for fold in range(k):  # assembled in fold order whatever order the folds finished in
+        arrays = done[fold]
         result.seconds[fold] = float(arrays["seconds"])
         test_idx = arrays["test_idx"]
         probs[test_idx] = arrays["probs"]

@@ -75,14 +75,34 @@ def pull_review(ws: Workspace, *, reviewer: str | None = None, annotations: pd.D
     untagged = [iid for iid, tags in zip(annotations["image_id"], annotations["tags"])
                 if iid in latest.index and not any(is_review_tag(t) for t in (tags or []))]
     applied = apply_decisions(ws)
+    verdicts = pull_check_verdicts(ws, annotations, latest, reviewer=who, source="app")
     summary = {"reviewer": who, "tagged": int(len(proposed)), "appended": int(len(appended)),
                "unchanged": int(len(proposed) - len(appended)),
                "appended_by_decision": appended["decision"].value_counts().to_dict() if len(appended) else {},
-               "conflicts": conflicts, "decided_but_untagged": untagged[:50],
-               "decided_but_untagged_count": len(untagged), "manifest": applied}
+               "conflicts": conflicts + verdicts.pop("problems"), "decided_but_untagged": untagged[:50],
+               "decided_but_untagged_count": len(untagged), "manifest": applied, "check_verdicts": verdicts}
     ws.record_run("review pull", counts={"appended": summary["appended"], "conflicts": len(conflicts),
                                          **applied}, options={"reviewer": who})
     return summary
+
+
+def pull_check_verdicts(ws: Workspace, annotations: pd.DataFrame, latest: pd.DataFrame, *, reviewer: str,
+                        source: str) -> dict[str, Any]:
+    """Record the photo-check verdicts among the annotations' tags (``is:<check>`` / ``not:<check>``,
+    and what a keep/relabel decision on a photo implies) in check_feedback.parquet (new/changed only)."""
+    from curate.check_feedback import append_feedback, feedback_rows
+
+    kinds = ws.image_kinds()
+    photo_ids = set(ws.manifest()["image_id"].astype(str)[(kinds == "photo").to_numpy()])
+    decided = latest["decision"].astype(str).to_dict() if len(latest) else {}
+    ids = [str(i) for i in annotations["image_id"]]
+    rows, problems = feedback_rows(ids, annotations["tags"],
+                                   [decided.get(i) if i in photo_ids else None for i in ids])
+    appended = append_feedback(ws, rows, reviewer=reviewer, source=source)
+    by_check = appended.groupby("check")["verdict"].agg(["size", "sum"]) if len(appended) else None
+    return {"appended": int(len(appended)), "problems": problems,
+            "by_check": {} if by_check is None else {c: {"verdicts": int(r["size"]), "issue": int(r["sum"])}
+                                                    for c, r in by_check.iterrows()}}
 
 
 def export_review(ws: Workspace, out: Path, *, only_flagged: bool = False, quiet: bool = False) -> dict[str, Any]:

@@ -249,7 +249,12 @@ def save_views(ds, checks: list[str]) -> list[str]:
         leak = F("dup_cross_split") == True if "dup_cross_split" in schema else F("dup_cluster_type") == "cross_split"  # noqa: E712
         specs.append(("cross-split-leaks", "Images with a copy in another split, cluster by cluster",
                       ds.match(leak).sort_by("dup_cluster_id")))
-    for check, name, desc in (("non_face", "non-faces", "Not a face, most likely first"),
+    for check, name, desc in (("non_face", "non-faces", "Face crops that are not faces, most likely first "
+                                                        "(photos: see no-usable-face)"),
+                              ("no_face", "no-usable-face", "Photos without a usable face (photographed, >= 40 px, "
+                                                           "both eyes, not hidden); tag is:no_face / not:no_face"),
+                              ("multiple_faces", "multiple-faces", "Photos with a second usable face at least half "
+                                                                   "the main one's width; tag is:/not:multiple_faces"),
                               ("watermark", "watermarks", "Watermark or overlaid text"),
                               ("misaligned", "misaligned", "Face off-centre, rotated or badly cropped"),
                               ("cartoon", "cartoons", "Drawings and cartoons"),

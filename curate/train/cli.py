@@ -41,6 +41,41 @@ def register(app: typer.Typer) -> None:
                              overrides=set_, seed=seed, device=device, resume=resume, quiet=quiet)
         emit(summary, as_json, render_train_eval, quiet)
 
+    @app.command("expression-model")
+    @guarded
+    def expression_model_cmd(
+        action: str = typer.Argument(..., help="export (package a train-eval run as the expression model) | info."),
+        workspace: Path = WorkspaceOpt,
+        run: Optional[str] = typer.Option(None, "--run", help="export: the train-eval run (runs/<name>) to package."),
+        out: Optional[Path] = typer.Option(None, "--out", help="export: NAME.pt to write (NAME.json and NAME-seen.npy "
+                                           "next to it); info: the model to describe (default: the bundled one)."),
+        seen: Optional[List[Path]] = typer.Option(None, "--seen", help="export: more workspaces whose images the model "
+                                                  "must never judge (e.g. FER2013 ingested from the folder release); "
+                                                  "the run's own workspace always counts whole."),
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """The expression model that ships with curate (trained on FER2013 with the default cleaned split):
+        `export` writes a train-eval run as plain float16 tensors, a sidecar (classes, recipe, seed, data
+        digest, command, test accuracy) and the digests of every image it must never judge; `info` shows one.
+        Used by `curate mislabel --set judge=expression|both` and recipes with `init: expression`."""
+        from curate.train.expression_api import expression_info, export_run
+
+        if action == "export":
+            if not run or not out:
+                from curate.errors import CurateError
+
+                raise CurateError("expression-model export needs --run RUN and --out NAME.pt", exit_code=2)
+            result = export_run(workspace, run, out, seen or [])
+        elif action == "info":
+            result = expression_info(out)
+        else:
+            from curate.errors import CurateError
+
+            raise CurateError(f"expression-model: unknown action {action!r} (export | info)", exit_code=2)
+        emit(result, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list))),
+             quiet)
+
     @app.command("compare")
     @guarded
     def compare(

@@ -18,6 +18,9 @@ DEFAULTS: dict[str, Any] = {
     "model_args": {},             # e.g. {width: 0.5, dropout: 0.3}
     "backbone": None,             # model backbone: resnet18 (torchvision), timm:NAME or open_clip:ARCH
     "checkpoint": None,           # model backbone: local state_dict file (.pth/.pt/.bin/.safetensors); null = scratch
+    "init": None,                 # FER nets: null (random) | expression (the bundled expression model) | PATH.pt of
+                                  # an expression model: start from its trunk (its network and arguments replace
+                                  # model/model_args), with a new head for the split's classes
     "freeze": "backbone",         # what freeze_epochs freezes: backbone (all but the head) or a list of layers
     "freeze_epochs": 0,           # train only the unfrozen part for this many first epochs (0 = never freeze)
     "input": "auto",              # auto (colour crops for backbones when the workspace has them) | grey | colour
@@ -137,6 +140,9 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
         for key in ("backbone", "checkpoint"):
             if recipe[key]:
                 raise ConfigError(f"recipe {key} {recipe[key]!r} needs model: backbone (model is {recipe['model']})")
+    if recipe["init"] is not None and (not isinstance(recipe["init"], str) or recipe["model"] == BACKBONE):
+        raise ConfigError(f"recipe init must be null, expression or the path of an expression-model .pt file, and "
+                          f"needs a FER net (model is {recipe['model']}), got {recipe['init']!r}")
     if recipe["checkpoint"] is not None and not isinstance(recipe["checkpoint"], str):
         raise ConfigError(f"recipe checkpoint must be a file path or null, got {recipe['checkpoint']!r}")
     if not _count(recipe["freeze_epochs"]):

@@ -259,6 +259,8 @@ def _start_model(recipe: dict[str, Any], num_classes: int, seed: int, resuming: 
                  quiet: bool) -> tuple[nn.Module, dict[str, Any] | None]:
     """The recipe's model seeded by ``seed``; a backbone's pretrained start (None for a FER net)."""
     torch.manual_seed(seed)
+    if recipe.get("init") and not isinstance(recipe.get("init"), bool):
+        return _expression_start(recipe, num_classes, resuming, quiet)
     model = build_from_recipe(recipe, num_classes)
     model.image_size = int(recipe["image_size"])
     if not isinstance(model, BackboneNet):
@@ -276,6 +278,33 @@ def _start_model(recipe: dict[str, Any], num_classes: int, seed: int, resuming: 
         _log(f"backbone {model.arch}: checkpoint null - training from scratch (random initialisation; "
              "nothing is downloaded: pass --set checkpoint=PATH for pretrained weights)", quiet)
     return model, pretrained
+
+
+def _expression_start(recipe: dict[str, Any], num_classes: int, resuming: bool,
+                      quiet: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """A FER net with the expression model's network and arguments, its trunk and embedding copied
+    from the model (``recipe["init"]``: ``expression`` = the bundled one, or a path), a new head."""
+    from curate.train.expression import load_expression_model, resolve
+    from curate.train.models import build_model
+
+    source = load_expression_model(None if recipe["init"] == "expression" else recipe["init"])
+    meta = source.meta
+    model = build_model(meta["model"], num_classes, in_size=int(meta["in_size"]), **meta.get("model_args", {}))
+    model.image_size = int(recipe["image_size"])
+    if int(meta["in_size"]) != int(recipe["input_size"]):
+        from curate.config import ConfigError
+
+        raise ConfigError(f"recipe input_size {recipe['input_size']} differs from the expression model's "
+                          f"{meta['in_size']} (init: {recipe['init']})")
+    state = {k: v for k, v in source.net.state_dict().items() if not k.startswith("classifier.")}
+    if not resuming:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("classifier.") for k in missing):
+            raise RuntimeError(f"expression model does not fit its own network: {missing} {unexpected}")
+    _log(f"init: {len(state)} tensors of the expression model {resolve(None if recipe['init'] == 'expression' else recipe['init']).name} "
+         f"({meta['model']} {meta.get('model_args', {})}); new head for {num_classes} classes", quiet)
+    return model, {"checkpoint": str(source.path), "tensors": len(state), "head_left_out": ["classifier.weight",
+                                                                                              "classifier.bias"]}
 
 
 def _recipe_freeze_plan(model: nn.Module, recipe: dict[str, Any]) -> tuple[list[str], list[nn.Module]]:

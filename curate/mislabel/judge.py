@@ -1,0 +1,65 @@
+"""A judge from elsewhere: the expression model that ships with curate, on a workspace's crops.
+
+The mislabel check normally learns the workspace from the workspace itself (k-fold models). On a
+scraped or small set such a model learns the scrape's style as much as the faces. The shipped
+expression model (:mod:`curate.train.expression`, trained on FER2013) has never seen the scrape:
+its probabilities, mapped to the workspace's classes (the classes present, renormalised), judge the
+labels alone (``mislabel.judge: expression``) or averaged with the workspace's own out-of-fold
+probabilities (``both``). It must never judge an image it was trained on: a workspace holding any
+FER2013 image (matched by pixel digest, which also covers the bundled sample) is refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from curate.errors import CurateError
+from curate.workspace import Workspace
+
+
+@dataclass
+class Judgement:
+    """The expression model's view of the labelled crops: probabilities over the workspace's classes
+    (zero for classes no image carries), its embeddings, and what it was."""
+
+    probs: np.ndarray
+    embeddings: np.ndarray
+    info: dict[str, Any]
+
+
+def expression_judgement(ws: Workspace, rows: np.ndarray, y: np.ndarray, classes: list[str], *,
+                         model_path: str, device: str = "cpu",
+                         log: Callable[[str], None] | None = None) -> Judgement:
+    """The bundled (or ``model_path``) expression model on the crops of ``rows`` (labels ``y``).
+
+    CurateError when any of the images is one the model was trained on (FER2013, by pixel digest),
+    or when a class present in the workspace is one the model does not know."""
+    from curate.train.expression import load_expression_model
+    from curate.train.trainer import embed, resolve_device
+
+    model = load_expression_model(model_path)
+    digests = ws.manifest()["digest"].iloc[rows].astype(object).where(
+        ws.manifest()["digest"].iloc[rows].notna(), None).tolist()
+    seen = model.seen(digests)
+    if seen.any():
+        raise CurateError(f"{ws.root}: {int(seen.sum()):,} of the {len(rows):,} labelled images are images the expression "
+                          f"model {model.path.name} was trained on (FER2013, matched by pixel digest; the bundled sample "
+                          "is FER2013 too): it learned their labels and cannot judge them. Use mislabel.judge: own "
+                          "(the workspace's own k-fold models) for this workspace.", exit_code=2)
+    present = np.unique(y)
+    names = [classes[i] for i in present]
+    device = str(resolve_device(device))
+    model.net.to(device)
+    pixels = ws.pixels()
+    images = np.asarray(pixels[rows] if len(rows) < len(pixels) else pixels)
+    raw = model.predict_proba(images, device=device)
+    probs = np.zeros((len(rows), len(classes)), np.float64)
+    probs[:, present] = model.for_classes(raw, names)
+    emb = embed(model.net, images, device=device)
+    info = {"expression_model": model.path.name, "expression_model_test_accuracy": model.meta.get("test_accuracy"),
+            "classes_judged": names}
+    if log:
+        log(f"mislabel: the expression model {model.path.name} judges {len(rows):,} crops over {', '.join(names)}")
+    return Judgement(probs=probs, embeddings=np.asarray(emb, np.float32), info=info)
