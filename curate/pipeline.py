@@ -11,7 +11,8 @@ A pipeline file::
       - audit: {checks: [blank, non_face]}
 
 ``{sample}`` expands to the bundled FER2013 sample, ``{pipeline_dir}`` to the file's folder,
-``{workspace}`` to the workspace. Every step is validated before the first one runs.
+``{workspace}`` to the workspace, ``{seed}`` to the run's seed (e.g. in run names). Every step is
+validated before the first one runs.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def run_pipeline(path: str | Path, *, workspace: str | Path | None = None, seed:
     ws_root = workspace or spec["workspace"] or "./curate-ws"
     seed = spec["seed"] if seed is None else seed
     variables = {"sample": str(sample_path()), "pipeline_dir": str(Path(path).resolve().parent),
-                 "workspace": str(Path(ws_root).resolve())}
+                 "workspace": str(Path(ws_root).resolve()), "seed": str(seed)}
     ws = Workspace(ws_root)
     for note in spec["notes"]:
         log(f"[{spec['name']}] {note}")

@@ -552,6 +552,7 @@ class SplitSettings(Settings):
     export: tuple[Literal[EXPORT_FORMATS], ...]
     classes: Optional[Union[str, tuple[Any, ...]]]
     exclude_no_face: bool
+    test_images: Optional[str]
 
 
 SECTIONS: dict[str, type[Settings]] = {"dedupe": DedupeSettings, "report": ReportSettings,

@@ -157,3 +157,27 @@ def test_a_reviewers_verdicts_are_final_and_refit_the_check(audited, tmp_path):
     assert nf2.loc[flagged[0], "evidence"].startswith("reviewer: no")
     assert set(nf2["score"].loc[[flagged[0], clear[0]]]) == {0.0, 1.0}
     assert summary["photo_adjustments"]["no_face"]["refitted_on"] == len(verdicts)
+
+
+def test_app_tags_and_csv_cells_become_verdicts(audited, tmp_path):
+    from curate.review.api import import_review, pull_review
+
+    root = tmp_path / "ws"
+    shutil.copytree(audited, root)
+    ws = Workspace(root)
+    ids = ws.manifest()["image_id"].astype(str).tolist()
+    annotations = pd.DataFrame({"image_id": ids[:3], "tags": [["is:cartoon"], ["keep"], ["not:watermark", "is:nope"]],
+                                "review_label": [None, None, None]})
+    summary = pull_review(ws, reviewer="ann", annotations=annotations)
+    latest = latest_feedback(read_feedback(ws))
+    got = {(r.image_id, r.check): r.verdict for r in latest.itertuples()}
+    assert got == {(ids[0], "cartoon"): True, (ids[1], "no_face"): False, (ids[1], "cartoon"): False,
+                   (ids[2], "watermark"): False}
+    assert any("nope" in c["reason"] for c in summary["conflicts"])
+    sheet = tmp_path / "review.csv"
+    pd.DataFrame({"image_id": [ids[0], ids[4]], "decision": ["", "exclude"],
+                  "check_verdicts": ["not:cartoon", "is:no_face; is:watermark"]}).to_csv(sheet, index=False)
+    out = import_review(ws, sheet, reviewer="bob")
+    assert out["check_verdicts"]["appended"] == 3
+    latest = latest_feedback(read_feedback(ws)).set_index(["image_id", "check"])["verdict"]
+    assert not latest[(ids[0], "cartoon")] and latest[(ids[4], "no_face")] and latest[(ids[4], "watermark")]

@@ -139,7 +139,8 @@ def import_review(ws: Workspace, path: Path, *, reviewer: str | None = None) -> 
         The workspace the CSV was exported from.
     path : Path
         A review CSV as :func:`export_review` writes it, with ``decision`` (relabel, exclude or keep;
-        blank = no decision) and, for relabel, ``new_label`` filled in.
+        blank = no decision) and, for relabel, ``new_label`` filled in; optionally ``check_verdicts``:
+        verdicts on photo checks such as ``is:cartoon; not:no_face`` (check_feedback.parquet).
     reviewer : str, optional
         Name recorded with each decision; None = $USER (then the login name). Default None.
     """
@@ -150,9 +151,17 @@ def import_review(ws: Workspace, path: Path, *, reviewer: str | None = None) -> 
     proposed, errors, warnings = parse_import(path, ws.manifest())  # an unreadable sheet: InputError (exit 1)
     appended = append_decisions(ws, proposed, reviewer=who, source="csv")
     applied = apply_decisions(ws)
+    sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
+    verdicts = {"appended": 0, "by_check": {}}
+    if "check_verdicts" in sheet:   # e.g. "is:cartoon; not:no_face" (photo checks, check_feedback.parquet)
+        tags = pd.DataFrame({"image_id": sheet["image_id"].astype(str),
+                             "tags": [[t for t in v.replace(",", ";").split(";") if t.strip()] for v in sheet["check_verdicts"]]})
+        tags = tags[tags["image_id"].isin(set(ws.manifest()["image_id"].astype(str)))]
+        verdicts = pull_check_verdicts(ws, tags, latest_decisions(read_decisions(ws)), reviewer=who, source="csv")
+        errors = errors + [f"{path}: image {p['image_id']}: {p['reason']}" for p in verdicts.pop("problems")]
     summary = {"reviewer": who, "csv": str(path), "decisions": int(len(proposed)), "appended": int(len(appended)),
                "unchanged": int(len(proposed) - len(appended)), "errors": errors, "warnings": warnings,
-               "manifest": applied}
+               "manifest": applied, "check_verdicts": verdicts}
     ws.record_run("review import", counts={"appended": summary["appended"], "errors": len(errors), **applied},
                   options={"reviewer": who, "csv": str(path)})
     return summary

@@ -34,13 +34,23 @@ def _render_pull(s: dict) -> str:
     if s["decided_but_untagged_count"]:
         lines.append(f"{s['decided_but_untagged_count']} samples have a recorded decision but no review tag now; "
                      "decisions are append-only: tag them `keep` to override")
+    lines += _verdict_lines(s.get("check_verdicts"))
     return "\n".join(lines)
+
+
+def _verdict_lines(v: dict | None) -> list[str]:
+    if not v or not v.get("appended"):
+        return []
+    per = ", ".join(f"{c} {d['verdicts']} ({d['issue']} is, {d['verdicts'] - d['issue']} not)" for c, d in v["by_check"].items())
+    return [f"photo-check verdicts appended to check_feedback.parquet: {v['appended']} ({per}); "
+            "`curate audit` learns from them (learn_from_review)"]
 
 
 def _render_import(s: dict) -> str:
     m = s["manifest"]
     lines = [f"{s['decisions']} decisions read from {s['csv']}: {s['appended']} appended by {s['reviewer']}, "
              f"{s['unchanged']} unchanged; {m['labels_changed']} manifest labels changed"]
+    lines += _verdict_lines(s.get("check_verdicts"))
     lines += [f"warning: {w}" for w in s["warnings"]]
     if s["errors"]:
         lines.append(f"{len(s['errors'])} bad rows skipped:")

@@ -143,6 +143,8 @@ def build_split(ws: Workspace, *, name: str | None = None, raw: bool | None = No
     all_classes = _classes(manifest)
     subset = parse_classes(cfg.classes, manifest["label"].dropna().astype(str).unique())
     ledger = policy.new_ledger(manifest)
+    if cfg.test_images:
+        ledger["given_split"] = policy.listed_test_split(manifest, _listed_images(cfg.test_images))
     tables = _read_inputs(ws, cfg)
     steps = _apply_policy(ledger, cfg, tables, subset, all_classes)
     frame = _split_frame(ledger, cfg, seed)
@@ -175,6 +177,20 @@ def _settings(cfg: dict[str, Any], **given: Any) -> SplitSettings:
     if settings.raw and settings.clean_test:
         raise CurateError("--raw and --clean-test contradict each other (raw means no cleaning)", exit_code=2)
     return settings
+
+
+def _listed_images(path: str) -> pd.DataFrame:
+    """The ``test_images`` CSV: a column ``image_id`` or ``path`` (the manifest's ``source_path``)."""
+    from pathlib import Path as _Path
+
+    file = _Path(path).expanduser()
+    if not file.is_file():
+        raise CurateError(f"test_images {file}: file not found", exit_code=2)
+    table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    if "image_id" not in table and "path" not in table:
+        raise CurateError(f"test_images {file}: needs an image_id or a path column (the ingested source_path)",
+                          exit_code=2)
+    return table
 
 
 def _split_name(cfg: SplitSettings, name: str | None) -> str:
@@ -270,7 +286,7 @@ def _summary(name: str, root: Path, out: Path, seed: int, cfg: SplitSettings, su
     as_dict = cfg.to_dict()
     options = {k: as_dict[k] for k in ("raw", "clean_test", "resplit_val", "val_fraction", "test_fraction", "balance",
                                        "decisions", "duplicates", "findings", "mislabel", "soft_labels",
-                                       "exclude_no_face")}
+                                       "exclude_no_face", "test_images")}
     options["classes"] = subset
     kept_classes = subset if subset is not None else ordered_classes(frame["label"].dropna().astype(str))
     empty = [c for c in kept_classes if not (frame["label"] == c).any()]

@@ -276,6 +276,23 @@ def group_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: i
     return mask
 
 
+def listed_test_split(manifest: pd.DataFrame, listed: pd.DataFrame) -> pd.Series:
+    """The given split with the ``listed`` images (by ``image_id``, else ``path`` = ``source_path``) as the
+    test split and no other image in it (a held-out set reviewed by eye, say); the others keep a given
+    train/val split or get one. ValueError when none of the listed images is in the manifest."""
+    ids = manifest["image_id"].astype(str)
+    if "image_id" in listed:
+        member = ids.isin(set(listed["image_id"].astype(str)))
+    else:
+        member = manifest["source_path"].astype(str).isin(set(listed["path"].astype(str)))
+    if not member.any():
+        from curate.errors import CurateError
+
+        raise CurateError("test_images: none of the listed images is in the workspace", exit_code=2)
+    given = manifest["split"].astype("string").where(manifest["split"].astype("string") != "test", pd.NA)
+    return given.where(~member.to_numpy(), "test").astype("string").reset_index(drop=True)
+
+
 def assign_splits(ledger: pd.DataFrame, *, resplit_val: bool, val_fraction: float, test_fraction: float,
                   seed: int) -> pd.Series:
     """Final split of every kept image: given test stays test; given train/val kept unless

@@ -334,7 +334,8 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
         returned as ``report``. None = no report. Default None.
     review : str or Path, optional
         A by-eye label review CSV (``image_id, label, verdict, shows`` and optionally ``parts``, e.g.
-        reports/review/fer2013-labels-reviewed.csv). Each run with predictions.parquet then also gets
+        reports/review/fer2013-labels-reviewed.csv), or a review of scraped photos (``path, usable_face,
+        label_ok, notes``: :func:`curate.train.metrics.photo_review_labels`). Each run with predictions.parquet then also gets
         (:func:`curate.train.metrics.reviewed_accuracy`) ``reviewed``: the accuracy against the
         reviewer's labels on the test images drawn at random for the review (``parts`` containing
         ``test``; every reviewed row when there is no ``parts`` column); ``reviewed_leak_free``: the same
@@ -360,6 +361,10 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
         from curate.train.metrics import reviewed_accuracy
 
         table = pd.read_csv(review, dtype=str, keep_default_na=False)
+        if "path" in table and "label_ok" in table:   # a review of scraped photos (reports/review/scraped*.csv)
+            from curate.train.metrics import photo_review_labels
+
+            table = photo_review_labels(table, ws.manifest())
         drawn = table[table["parts"].str.split("+").map(lambda p: "test" in p)] if "parts" in table else table
         dups = ws.read_parquet("duplicates.parquet")
         leaked = set() if dups is None else set(dups.loc[dups["cross_split"].astype(bool), "image_id"].astype(str))

@@ -69,3 +69,30 @@ def reviewed_accuracy(predictions: Any, review: Any) -> dict[str, Any]:
         given_hits += pred[image_id] == label
     return {"n": n, "accuracy": hits / n if n else float("nan"),
             "accuracy_given_labels": given_hits / n if n else float("nan")}
+
+
+def photo_review_labels(review: Any, manifest: Any) -> Any:
+    """A by-eye review of scraped photos (``path, usable_face, label_ok, notes``, as in
+    reports/review/scraped2-reviewed.csv) as label-review rows ``image_id, label, verdict, shows`` for
+    :func:`reviewed_accuracy`: ``label_ok`` 1 = ``right``; 0 = ``wrong``, the class named by ``shows X`` in
+    the notes; ``?`` (can't tell which of two) and photos without a usable face = ``unusable`` (left out).
+    ``label`` is the image's label in ``manifest`` (its folder's class); photos not in it are dropped."""
+    import re
+
+    import pandas as pd
+
+    ids = manifest.set_index(manifest["source_path"].astype(str))
+    rows = []
+    for path, usable, ok, notes in zip(review["path"].astype(str), review["usable_face"].astype(str),
+                                       review["label_ok"].astype(str), review["notes"].fillna("").astype(str)):
+        if path not in ids.index:
+            continue
+        shown = re.search(r"shows (angry|disgust|fear|happy|sad|surprise|neutral)", notes)
+        if usable == "1" and ok == "1":
+            verdict, shows = "right", ""
+        elif usable == "1" and ok == "0" and shown:
+            verdict, shows = "wrong", shown.group(1)
+        else:
+            verdict, shows = "unusable", ""
+        rows.append((str(ids.at[path, "image_id"]), str(ids.at[path, "label"]), verdict, shows))
+    return pd.DataFrame(rows, columns=["image_id", "label", "verdict", "shows"])
