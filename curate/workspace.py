@@ -40,6 +40,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 REJECT_COLUMNS: tuple[str, ...] = ("source", "source_row", "source_path", "reason_code", "reason")
 
 DEFAULT_WORKSPACE = "./curate-ws"
+STORE_CHUNK_BYTES = 32 << 20
+"""Bytes of a store block written at a time (a million-row block is never copied whole)."""
 DEFAULT_IMAGE_SIZE = 48
 
 
@@ -73,11 +75,13 @@ def _write_store(path: Path, blocks: Iterator[np.ndarray] | np.ndarray, shape: t
     written = 0
     with open(path, "wb") as fh:
         for block in ([blocks] if isinstance(blocks, np.ndarray) else blocks):
-            block = np.ascontiguousarray(block, dtype=np.uint8)
-            if block.shape[1:] != shape:
+            if tuple(block.shape[1:]) != shape:
                 raise WorkspaceError(f"store block of shape {block.shape}, expected (k, {', '.join(map(str, shape))})")
-            fh.write(block.tobytes())
-            written += len(block)
+            step = max(1, STORE_CHUNK_BYTES // max(1, int(np.prod(shape))))
+            for start in range(0, len(block), step):  # a big block (a memory-mapped source) a slice at a time
+                part = np.ascontiguousarray(block[start:start + step], dtype=np.uint8)
+                fh.write(part.data)
+                written += len(part)
         fh.flush()
         os.fsync(fh.fileno())
     if written != rows:

@@ -115,3 +115,27 @@ def test_the_mislabel_check_uses_the_model_as_a_judge_but_never_on_its_training_
     assert np.allclose(probs[:, absent], 0) and np.allclose(probs.sum(1), 1, atol=1e-5)
     findings = ws.read_parquet("findings.parquet")
     assert (findings["check"] == "mislabel").sum() == summary["images"]
+
+
+def test_paired_difference_over_seeds_has_a_bootstrap_interval():
+    from curate.train.metrics import paired_difference
+
+    rng = np.random.default_rng(0)
+    n = 400
+    review = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "label": "happy", "verdict": "right", "shows": ""})
+    truth = np.array(["happy"] * n)
+
+    def run(acc: float, s: int) -> pd.DataFrame:
+        r = np.random.default_rng(s)
+        pred = np.where(r.random(n) < acc, truth, "sad")
+        return pd.DataFrame({"image_id": review["image_id"], "pred": pred})
+
+    base = [run(0.70, s) for s in range(3)]
+    better = [run(0.80, 10 + s) for s in range(3)]
+    out = paired_difference(base, better, review)
+    lo, hi = out["reviewed"]["ci95"]
+    assert out["images"] == n and out["seeds"] == 3 and 0.05 < lo < out["reviewed"]["difference"] < hi < 0.16
+    same = paired_difference(base, base, review)
+    assert same["reviewed"]["difference"] == 0 and same["per_seed"][0]["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError):
+        paired_difference(base, better[:2], review)

@@ -27,6 +27,10 @@ import numpy as np
 
 from curate.errors import ConfigError
 
+CHUNK_PAIRS = 65_536
+"""Candidate pairs registered per chunk (:func:`verify_pairs`): at most twice as many images prepared
+(5 KB each), about 0.6 GB at worst."""
+
 
 def prepare(images: np.ndarray, size: int = 32, coarse_size: int = 16, blur: float = 1.0, *,
             mirror: bool = False):
@@ -238,7 +242,8 @@ def verify_pairs(images: np.ndarray, a: np.ndarray, b: np.ndarray, *, mirror: bo
                  size: int = 32, coarse_size: int = 16, blur: float = 1.0, iters: int = 8, coarse_iters: int = 8,
                  border: float = 0.12, rotations: tuple[float, ...] = (0.0,), coarse_reject: float = -1.0,
                  fine_reject: tuple[float, ...] = (), tol: float | tuple[float, float] = 0.0,
-                 batch_size: int = 512, threads: int | None = None, progress=None) -> np.ndarray:
+                 batch_size: int = 512, threads: int | None = None, progress=None,
+                 chunk_pairs: int = CHUNK_PAIRS) -> np.ndarray:
     """Best aligned NCC (P,) of the pairs (images[a], images[b]); B mirrored first where ``mirror``
     (one flag, or one per pair).
 
@@ -250,13 +255,35 @@ def verify_pairs(images: np.ndarray, a: np.ndarray, b: np.ndarray, *, mirror: bo
     ``fine_reject[k]`` stops there; a pair whose step moved its warp by less than ``tol``
     pixels of the level (one value, or (coarse, fine)) has converged and stops. ``progress(n)``
     is called with the number of pairs done after each batch.
-    """
-    import torch
 
+    Pairs are taken ``chunk_pairs`` at a time (rounded down to whole batches, so every batch holds
+    the same pairs as in one pass and the scores are the same): only the images of the chunk's pairs
+    are prepared and held (5 KB each), so memory stays bounded however many pairs there are (a
+    million images in candidate pairs would otherwise hold 5 GB of prepared images). Callers that
+    pass pairs sorted by ``a`` (as dedupe does) prepare each ``a`` image about once.
+    """
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if len(a) == 0:
         return np.zeros(0, np.float32)
     mirror = np.broadcast_to(np.asarray(mirror, bool), a.shape)
+    step = max(batch_size, chunk_pairs // batch_size * batch_size)
+    if len(a) > step:
+        return np.concatenate([
+            verify_pairs(images, a[s:s + step], b[s:s + step], mirror=mirror[s:s + step], size=size,
+                         coarse_size=coarse_size, blur=blur, iters=iters, coarse_iters=coarse_iters, border=border,
+                         rotations=rotations, coarse_reject=coarse_reject, fine_reject=fine_reject, tol=tol,
+                         batch_size=batch_size, threads=threads, progress=progress, chunk_pairs=step)
+            for s in range(0, len(a), step)])
+    return _verify_chunk(images, a, b, mirror, size=size, coarse_size=coarse_size, blur=blur, iters=iters,
+                         coarse_iters=coarse_iters, border=border, rotations=rotations, coarse_reject=coarse_reject,
+                         fine_reject=fine_reject, tol=tol, batch_size=batch_size, threads=threads, progress=progress)
+
+
+def _verify_chunk(images, a, b, mirror, *, size, coarse_size, blur, iters, coarse_iters, border, rotations,
+                  coarse_reject, fine_reject, tol, batch_size, threads, progress):
+    """:func:`verify_pairs` of one chunk of pairs: its images prepared once each, then registered."""
+    import torch
+
     plain, ip = np.unique(np.r_[a, b[~mirror]], return_inverse=True)
     flipped, iflip = np.unique(b[mirror], return_inverse=True)
     ia = ip[:len(a)]

@@ -63,12 +63,15 @@ def source_slug(path: Path | str, taken: dict[str, str]) -> str:
     return candidate
 
 
-def _read_source(path: Path | str, fmt: str, size: int, cfg: IngestSettings, quiet: bool) -> SourceResult:
+def _read_source(path: Path | str, fmt: str, size: int, cfg: IngestSettings, quiet: bool,
+                 spill_dir: Path | None = None) -> SourceResult:
+    """One source's rows, pixels and rejects; a FER2013 CSV's pixels spill to ``spill_dir`` (the
+    workspace folder) as they are parsed, so a million rows never sit in memory."""
     if fmt == "fer2013-csv":
         if is_url(path):  # parsed in the driver: a local copy for the one CSV reader
             with fetched(str(path)) as local:
-                return read_fer2013_csv(local, size, quiet=quiet)
-        return read_fer2013_csv(path, size, quiet=quiet)
+                return read_fer2013_csv(local, size, quiet=quiet, spill_dir=spill_dir)
+        return read_fer2013_csv(path, size, quiet=quiet, spill_dir=spill_dir)
     reader = read_folder if fmt == "folder" else read_label_csv
     return reader(path, size, cfg, quiet=quiet)
 
@@ -173,7 +176,8 @@ def ingest(ws: Workspace, sources: Iterable[str | Path], *, fmt: str = "auto", r
         manifest = ws.manifest()
         size = _image_size(ws, image_size, cfg)
         slugs: dict[str, str] = dict(ws.info().get("sources_slugs", {}))
-        batch = _read_sources(sources, manifest, slugs, fmt=fmt, replace=replace, size=size, cfg=cfg, quiet=quiet)
+        batch = _read_sources(sources, manifest, slugs, fmt=fmt, replace=replace, size=size, cfg=cfg, quiet=quiet,
+                              spill_dir=ws.root)
         read, kept, rejected = (sum(s[k] for s in batch.per_source) for k in ("read", "kept", "rejected"))
         summary = {"workspace": str(ws.root), "sources": batch.per_source, "skipped_sources": batch.skipped,
                    "read": read, "kept": kept, "rejected": rejected, "warnings": batch.warnings,
@@ -211,7 +215,7 @@ class _Batch:
 
 
 def _read_sources(sources: Iterable[str | Path], manifest: pd.DataFrame, slugs: dict[str, str], *, fmt: str,
-                  replace: bool, size: int, cfg: IngestSettings, quiet: bool) -> _Batch:
+                  replace: bool, size: int, cfg: IngestSettings, quiet: bool, spill_dir: Path | None = None) -> _Batch:
     """Read every source not already in the workspace (or every one, with ``replace``); ``slugs`` is updated."""
     present = set(manifest["source"].dropna().unique())
     batch = _Batch(keep_mask=np.ones(len(manifest), dtype=bool))
@@ -228,7 +232,7 @@ def _read_sources(sources: Iterable[str | Path], manifest: pd.DataFrame, slugs: 
         slug = source_slug(path, slugs)
         slugs[slug] = source
         try:  # a source that is not what its format says raises InputError (exit 1) itself
-            result = _read_source(path, kind, size, cfg, quiet)
+            result = _read_source(path, kind, size, cfg, quiet, spill_dir)
         except UNREADABLE as exc:
             raise CurateError(str(exc)) from None
         image_kind = "photo" if result.photos is not None else "crop"

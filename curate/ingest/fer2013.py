@@ -148,8 +148,9 @@ def parse_pixel_block(texts: list[bytes], expected: int) -> np.ndarray | None:
 
 
 def _read_streaming(path: Path, image_size: int, quiet: bool = False,
-                    expected_pixels: int | None = None) -> SourceResult:
-    """Robust line-by-line reader (truncated gzip, bad encodings); slower than the Arrow path."""
+                    expected_pixels: int | None = None, spill_dir: Path | None = None) -> SourceResult:
+    """Robust line-by-line reader (truncated gzip, bad encodings); slower than the Arrow path.
+    ``spill_dir``: as :func:`read_fer2013_csv`."""
     rejects: list[Reject] = []
     lines = iter_lines(path, rejects)
     header_line = next(lines, b"")
@@ -159,7 +160,7 @@ def _read_streaming(path: Path, image_size: int, quiet: bool = False,
     i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
     i_usage = header.index("usage") if "usage" in header else None
     meta: list[tuple[int, str, str, str | None]] = []
-    blocks: list[np.ndarray] = []
+    blocks = PixelSink(None, spill_dir)
     pending: list[bytes] = []
     pending_meta: list[tuple[int, str, str, str | None]] = []
     side = int(math.isqrt(expected_pixels)) if expected_pixels else None
@@ -240,7 +241,7 @@ def _check_fields(fields: list[bytes], row: int, header: list[str], i_emotion: i
 
 
 def _flush(pending: list[bytes], pending_meta: list[tuple[int, str, str, str | None]], expected_pixels: int,
-           side: int, blocks: list[np.ndarray], meta: list[tuple[int, str, str, str | None]],
+           side: int, blocks: "PixelSink", meta: list[tuple[int, str, str, str | None]],
            rejects: list[Reject]) -> None:
     """Parse the pending rows' pixels into ``blocks`` (their rows into ``meta``; bad rows into ``rejects``)."""
     if not pending:
@@ -264,11 +265,66 @@ def _flush(pending: list[bytes], pending_meta: list[tuple[int, str, str, str | N
     pending_meta.clear()
 
 
-def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarray], rejects: list[Reject],
+class PixelSink:
+    """The parsed uint8 pixel blocks of one source, in order: kept in memory, or (with ``spill_dir``)
+    written as they come to an unnamed temporary file there (``O_TMPFILE``: it never shows in the
+    folder and vanishes with the process), read back as a read-only memory map."""
+
+    def __init__(self, side: int | None, spill_dir: Path | None = None):
+        import tempfile
+
+        self.side = side
+        self.rows = 0
+        self.blocks: list[np.ndarray] = []
+        self.file = tempfile.TemporaryFile(dir=spill_dir) if spill_dir is not None else None
+
+    def append(self, block: np.ndarray) -> None:
+        """Add uint8 images (k, side, side) after those already held."""
+        block = np.ascontiguousarray(block, dtype=np.uint8)
+        self.side = self.side or block.shape[1]
+        if block.shape[1:] != (self.side, self.side):
+            raise ValueError(f"pixel block of shape {block.shape}, expected (k, {self.side}, {self.side})")
+        if self.file is not None:
+            self.file.write(block.data)
+        else:
+            self.blocks.append(block)
+        self.rows += len(block)
+
+    def array(self, side: int) -> np.ndarray:
+        """Every image held, uint8 (rows, side, side) (``side`` when none was added)."""
+        side = self.side or side
+        if self.rows == 0:
+            return np.zeros((0, side, side), np.uint8)
+        if self.file is None:
+            return np.concatenate(self.blocks)
+        self.file.flush()
+        return np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.rows, side, side))
+
+
+def _digests(native: np.ndarray, chunk: int = 8192) -> list[str]:
+    """:func:`pixel_digest` of every image, on two threads (sha256 releases the GIL for 2 KB and more)."""
+    def part(start: int) -> list[str]:
+        return [pixel_digest(a) for a in np.asarray(native[start:start + chunk])]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [d for block in pool.map(part, range(0, len(native), chunk)) for d in block]
+
+
+def _finish(meta: list[tuple[int, str, str, str | None]], blocks: PixelSink, rejects: list[Reject],
             read: int, side: int | None, image_size: int) -> SourceResult:
-    """Assemble kept rows, store-size pixels and sorted rejects."""
-    native = np.concatenate(blocks) if blocks else np.zeros((0, side or image_size, side or image_size), np.uint8)
-    digests = [pixel_digest(a) for a in native]
+    """Assemble the line reader's kept rows (``meta``: source row, label, original label, split)."""
+    return _assemble(np.array([m[0] for m in meta], np.int64), np.array([m[1] for m in meta], dtype=object),
+                     None, [m[3] for m in meta], blocks, rejects, read, side, image_size,
+                     original=[m[2] for m in meta])
+
+
+def _assemble(source_rows: np.ndarray, codes: np.ndarray, code_names: list[str] | None, splits: list[str | None],
+              sink: PixelSink, rejects: list[Reject], read: int, side: int | None, image_size: int, *,
+              original: list[str] | None = None) -> SourceResult:
+    """Kept rows, store-size pixels and sorted rejects. ``codes``: emotion code per row (ints with
+    ``code_names`` their text), or the labels themselves with ``original`` the texts as found."""
+    native = sink.array(side or image_size)
+    digests = _digests(native)
     if native.shape[1:] == (image_size, image_size):
         store = native
     else:
@@ -276,16 +332,21 @@ def _finish(meta: list[tuple[int, str, str, str | None]], blocks: list[np.ndarra
 
         store = np.stack([to_store(Image.fromarray(a, mode="L"), image_size) for a in native]) if len(native) \
             else np.zeros((0, image_size, image_size), np.uint8)
-    n = len(meta)
+    n = len(source_rows)
+    if code_names is not None:
+        labels = np.array(CLASSES, dtype=object)[codes] if n else np.zeros(0, object)
+        original = np.array(code_names, dtype=object)[codes] if n else np.zeros(0, object)
+    else:
+        labels = codes
     rows = pd.DataFrame({
-        "source_row": pd.array([m[0] for m in meta], dtype="Int64"),
+        "source_row": pd.array(source_rows, dtype="Int64"),
         "source_path": pd.array([None] * n, dtype="string"),
-        "split": pd.array([m[3] for m in meta], dtype="string"),
-        "label": pd.array([m[1] for m in meta], dtype="string"),
-        "original_label": pd.array([m[2] for m in meta], dtype="string"),
-        "width": pd.array([native.shape[2]] * n, dtype="Int64"),
-        "height": pd.array([native.shape[1]] * n, dtype="Int64"),
-        "channels": pd.array([1] * n, dtype="Int64"),
+        "split": pd.array(splits, dtype="string"),
+        "label": pd.array(labels, dtype="string"),
+        "original_label": pd.array(original, dtype="string"),
+        "width": pd.array(np.full(n, native.shape[2]), dtype="Int64"),
+        "height": pd.array(np.full(n, native.shape[1]), dtype="Int64"),
+        "channels": pd.array(np.ones(n, np.int64), dtype="Int64"),
         "digest": pd.array(digests, dtype="string"),
     })
     rejects.sort(key=lambda r: (r.source_row if r.source_row is not None else -1))
@@ -332,32 +393,6 @@ def parse_pixel_array(chunk, expected: int) -> np.ndarray | None:
     return value.astype(np.uint8)
 
 
-def _arrow_read_csv(path: Path, names: list[str]):
-    """Arrow's CSV reader over every column as strings: (table, invalid rows as (line number, text)),
-    or None when Arrow cannot read the file or cannot number an invalid row."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    invalid: list[tuple[int | None, str]] = []
-
-    def on_invalid(row) -> str:
-        invalid.append((row.number, row.text))
-        return "skip"
-
-    try:
-        table = pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=16 << 20),
-            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError):
-        return None
-    if any(number is None for number, _ in invalid):
-        return None
-    return table, invalid
-
-
 def _arrow_labels(table, names: list[str], header: list[str], rows: np.ndarray,
                   rejects: list[Reject]) -> tuple[np.ndarray, list[str], list[str | None]]:
     """The Arrow table's emotion codes and splits: which rows are valid so far, each row's code and split;
@@ -376,79 +411,111 @@ def _arrow_labels(table, names: list[str], header: list[str], rows: np.ndarray,
     return valid, codes.fillna("").tolist(), [None if pd.isna(s) else s for s in splits.tolist()]
 
 
-def _read_arrow(path: Path, image_size: int, quiet: bool) -> SourceResult | None:
-    """Fast path: Arrow's multi-threaded CSV reader plus buffer-level pixel parsing.
+def _read_arrow(path: Path, image_size: int, quiet: bool, spill_dir: Path | None = None) -> SourceResult | None:
+    """Fast path: Arrow's streaming CSV reader plus buffer-level pixel parsing, one record batch at a time.
 
-    Returns None when Arrow cannot read the file (truncated gzip, bad encoding, ...), so the
-    caller falls back to the streaming reader, which reports those rows precisely.
+    Memory stays flat whatever the file's size: each batch of rows (16 MB of text) is parsed and
+    its pixels go to a :class:`PixelSink` (with ``spill_dir``, an unnamed temporary file there,
+    memory-mapped at the end) before the next batch is read; the whole table is never held.
+    Returns None when Arrow cannot read the file (truncated gzip, bad encoding, ...) or meets a row
+    it cannot parse (its streaming reader cannot number it), so the caller falls back to the
+    line reader, which reports those rows precisely.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
     raw_header = next(iter_lines(path, []), b"")
     names = [f.decode("utf-8", errors="replace").strip() for f in _split_fields(raw_header)]
     header = [n.lower() for n in names]
     if "emotion" not in header or "pixels" not in header or len(set(header)) != len(header):
         return None
-    read = _arrow_read_csv(path, names)
-    if read is None:
+    invalid: list[int | None] = []
+
+    def on_invalid(row) -> str:
+        invalid.append(row.number)
+        return "skip"
+
+    arrow_errors = (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError)
+    try:
+        reader = pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except arrow_errors:
         return None
-    table, invalid = read
-    rejects: list[Reject] = []
-    bad_rows = set()
-    for number, text in invalid:
-        row = number - 2  # 1-based file line -> 0-based data row after the header
-        bad_rows.add(row)
-        if not text.strip(",\r\n \t"):
-            rejects.append(Reject("empty_line", "empty line", source_row=row))
-        else:
-            rejects.append(_field_count_reject(header, len(_split_fields(text.encode())), row))
-    total = table.num_rows + len(invalid)
-    rows = np.array([r for r in range(total) if r not in bad_rows], dtype=np.int64) if bad_rows \
-        else np.arange(total, dtype=np.int64)
-    valid, code_list, split_list = _arrow_labels(table, names, header, rows, rejects)
-    pixels = table.column(names[header.index("pixels")])
     expected, side = 48 * 48, 48
-    meta: list[tuple[int, str, str, str | None]] = []
-    blocks: list[np.ndarray] = []
-    parts, starts, start = [], [], 0
-    for chunk in pixels.chunks:
-        for s in range(0, len(chunk), PARSE_ROWS):
-            parts.append(chunk.slice(s, PARSE_ROWS))
-            starts.append(start + s)
-        start += len(chunk)
-    bar = progress(total=table.num_rows, desc=f"ingest {path.name}", quiet=quiet, unit="rows")
+    rejects: list[Reject] = []
+    sink = PixelSink(side, spill_dir)
+    kept_rows: list[np.ndarray] = []
+    kept_codes: list[np.ndarray] = []
+    kept_splits: list[str | None] = []
+    start = 0
+    bar = progress(desc=f"ingest {path.name}", quiet=quiet, unit="rows")
     keep_freed_memory()
     with ThreadPoolExecutor(max_workers=2) as pool:  # numpy releases the GIL while parsing
-        parsed = pool.map(lambda part: parse_pixel_array(part, expected), parts)
-        for part, first, values in zip(parts, starts, parsed):
-            idx = np.arange(first, first + len(part))
-            keep = valid[idx]
-            if values is None:
-                texts = part.to_pylist()
-                values = np.zeros((len(part), expected), np.uint8)
-                for j, text in enumerate(texts):
-                    if not keep[j]:
-                        continue
-                    problem = _diagnose_pixels(text or "", expected)
-                    if problem is None:
-                        values[j] = np.asarray(text.split(), dtype=np.uint8)
-                    else:
-                        keep[j] = False
-                        rejects.append(Reject(problem[0], problem[1], source_row=int(rows[idx[j]])))
-            blocks.append(values[keep].reshape(-1, side, side))
-            for j in idx[keep]:
-                meta.append((int(rows[j]), CLASSES[int(code_list[j])], code_list[j], split_list[j]))
-            bar.update(len(part))
+        batches = iter(reader)
+        while True:
+            try:
+                batch = next(batches, None)
+            except arrow_errors:
+                return None
+            if invalid:  # a row of the wrong shape: Arrow's streaming reader cannot number it
+                return None
+            if batch is None:
+                break
+            n = batch.num_rows
+            rows = np.arange(start, start + n, dtype=np.int64)
+            valid, code_list, split_list = _arrow_labels(batch, names, header, rows, rejects)
+            pixels = batch.column(names[header.index("pixels")])
+            firsts = list(range(0, n, PARSE_ROWS))
+            parts = [pixels.slice(s, PARSE_ROWS) for s in firsts]
+            for part, first, values in zip(parts, firsts, pool.map(lambda p: parse_pixel_array(p, expected), parts)):
+                idx = np.arange(first, first + len(part))
+                keep = valid[idx].copy()
+                if values is None:
+                    values = _diagnose_part(part, keep, rows[idx], expected, rejects)
+                sink.append(values[keep].reshape(-1, side, side))
+                kept = idx[keep]
+                kept_rows.append(rows[kept])
+                kept_codes.append(np.array([int(code_list[j]) for j in kept], np.int64))
+                kept_splits.extend(split_list[j] for j in kept)
+            bar.update(n)
+            start += n
     bar.close()
-    return _finish(meta, blocks, rejects, total, side, image_size)
+    source_rows = np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64)
+    codes = np.concatenate(kept_codes) if kept_codes else np.zeros(0, np.int64)
+    return _assemble(source_rows, codes, [str(c) for c in range(len(CLASSES))], kept_splits, sink, rejects, start,
+                     side, image_size)
 
 
-def read_fer2013_csv(path: Path, image_size: int, quiet: bool = False) -> SourceResult:
+def _diagnose_part(part, keep: np.ndarray, rows: np.ndarray, expected: int, rejects: list[Reject]) -> np.ndarray:
+    """Pixels of an irregular part row by row; a row whose pixels are bad gets its reject and leaves ``keep``."""
+    texts = part.to_pylist()
+    values = np.zeros((len(part), expected), np.uint8)
+    for j, text in enumerate(texts):
+        if not keep[j]:
+            continue
+        problem = _diagnose_pixels(text or "", expected)
+        if problem is None:
+            values[j] = np.asarray(text.split(), dtype=np.uint8)
+        else:
+            keep[j] = False
+            rejects.append(Reject(problem[0], problem[1], source_row=int(rows[j])))
+    return values
+
+
+def read_fer2013_csv(path: Path, image_size: int, quiet: bool = False, spill_dir: Path | None = None) -> SourceResult:
     """Parse a Kaggle FER2013 CSV; every bad row becomes a :class:`Reject`, the rest is kept.
 
-    Uses the Arrow fast path for 48x48 rows and falls back to the streaming reader for files
-    Arrow cannot read (truncated gzip, invalid UTF-8) or other image sizes.
+    Uses the Arrow fast path for 48x48 rows and falls back to the line reader for files
+    Arrow cannot read (truncated gzip, invalid UTF-8, rows of the wrong shape) or other image sizes.
+    With ``spill_dir`` the parsed pixels go to an unnamed temporary file there and ``pixels`` is a
+    read-only memory map of it (a million rows: 2.3 GB on disk, not in memory); without, an array.
     """
-    result = _read_arrow(path, image_size, quiet)
-    return result if result is not None else _read_streaming(path, image_size, quiet)
+    result = _read_arrow(path, image_size, quiet, spill_dir)
+    return result if result is not None else _read_streaming(path, image_size, quiet, spill_dir=spill_dir)
 
 
 def read_pixel_row(path: Path, source_row: int, side: int) -> np.ndarray:

@@ -319,7 +319,7 @@ def train_eval_step(ws: Workspace, options: dict[str, Any], *, seed: int, quiet:
 
 
 def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: Path | None = None,
-                 review: Path | None = None) -> dict[str, Any]:
+                 review: Path | None = None, against: list[str] | None = None) -> dict[str, Any]:
     """One row per run: split, model, recipe, seed, test accuracy, macro-F1, per-class F1, speed.
 
     Parameters
@@ -341,6 +341,11 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
         ``test``; every reviewed row when there is no ``parts`` column); ``reviewed_leak_free``: the same
         without the images of a cross-split duplicate cluster (duplicates.parquet ``cross_split``); and
         ``reviewed_all``: on every reviewed image. None = no review figures. Default None.
+    against : list of str, optional
+        With ``review``: base runs paired one to one with ``names`` (one pair per seed, e.g. raw-s0,
+        raw-s1, raw-s2 against cleaned-s0, cleaned-s1, cleaned-s2); adds ``paired``, the mean difference
+        over the seeds with a 95% bootstrap interval over the reviewed test images drawn at random
+        (:func:`curate.train.metrics.paired_difference`). Default None.
 
     Returns
     -------
@@ -376,6 +381,18 @@ def compare_runs(ws: Workspace, names: Iterable[str] | None = None, *, report: P
             row["reviewed_leak_free"] = reviewed_accuracy(pred, drawn[~drawn["image_id"].isin(leaked)])
             row["reviewed_all"] = reviewed_accuracy(pred, table)
         result["review"] = str(review)
+        if against:
+            from curate.train.metrics import paired_difference
+
+            others = [r["run"] for r in rows]
+            if len(against) != len(others):
+                raise CurateError(f"--against names {len(against)} run(s) for {len(others)} run(s): pair them one "
+                                  "to one (one pair per seed)", exit_code=2)
+            load = [ws.read_parquet(f"runs/{n}/predictions.parquet") for n in list(against) + others]
+            if any(p is None for p in load):
+                raise CurateError("--against: every run needs its predictions.parquet", exit_code=2)
+            result["paired"] = {"base": list(against), "other": others,
+                                **paired_difference(load[:len(against)], load[len(against):], drawn)}
     if report is not None:
         from curate.train.compare_report import write_compare_report
 
@@ -410,6 +427,18 @@ def render_compare(result: dict[str, Any]) -> str:
                      + f" {r['images_per_s']:>6.0f}")
     if len({(r["eval_split"], r["n_eval"]) for r in rows}) > 1:
         lines.append("note: the runs were evaluated on different test sets; accuracies are not comparable")
+    for r in rows:
+        if r.get("reviewed"):
+            lines.append(f"{r['run'][:28]:<28} reviewed test images: {r['reviewed']['n']}, accuracy "
+                         f"{r['reviewed']['accuracy']:.2%} (reviewer's labels), {r['reviewed']['accuracy_given_labels']:.2%} (given)")
+    pair = result.get("paired")
+    if pair:
+        for which in ("reviewed", "given"):
+            m = pair[which]
+            lines.append(f"{'+'.join(pair['other'])} minus {'+'.join(pair['base'])} on {pair['images']} reviewed images "
+                         f"({which} labels), mean of {pair['seeds']} seeds: {100 * m['difference']:+.2f} points "
+                         f"(95% CI {100 * m['ci95'][0]:+.2f} to {100 * m['ci95'][1]:+.2f}; per seed "
+                         + ", ".join(f"{100 * d:+.2f}" for d in m["seed_differences"]) + ")")
     return "\n".join(lines)
 
 

@@ -85,6 +85,9 @@ def register(app: typer.Typer) -> None:
                                               "(metrics, per-class F1, confusion matrices, split counts) here."),
         review: Optional[Path] = typer.Option(None, "--review", help="Also score each run on the test images of this "
                                               "by-eye label review (reports/review/fer2013-labels-reviewed.csv)."),
+        against: Optional[str] = typer.Option(None, "--against", help="With --review: comma-separated base runs paired "
+                                              "one to one with RUNS (one pair per seed): the mean difference over "
+                                              "seeds with a 95% paired bootstrap interval."),
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
@@ -92,8 +95,9 @@ def register(app: typer.Typer) -> None:
         from curate.train.api import compare_runs, render_compare
         from curate.workspace import Workspace
 
-        emit(compare_runs(Workspace.open(workspace), runs, report=report, review=review), as_json, render_compare,
-             quiet)
+        base = [a.strip() for a in against.split(",") if a.strip()] if against else None
+        emit(compare_runs(Workspace.open(workspace), runs, report=report, review=review, against=base), as_json,
+             render_compare, quiet)
 
     @app.command("train-bench")
     @guarded

@@ -96,3 +96,51 @@ def photo_review_labels(review: Any, manifest: Any) -> Any:
             verdict, shows = "unusable", ""
         rows.append((str(ids.at[path, "image_id"]), str(ids.at[path, "label"]), verdict, shows))
     return pd.DataFrame(rows, columns=["image_id", "label", "verdict", "shows"])
+
+
+def _hits(predictions: Any, review: Any) -> dict[str, tuple[bool, bool]]:
+    """image_id -> (right by the reviewer's reading, right by the given label), usable reviewed images only."""
+    pred = dict(zip(predictions["image_id"].astype(str), predictions["pred"].astype(str)))
+    out = {}
+    for image_id, label, verdict, shows in zip(review["image_id"].astype(str), review["label"].astype(str),
+                                               review["verdict"].astype(str), review["shows"].fillna("").astype(str)):
+        if verdict == "unusable" or image_id not in pred:
+            continue
+        fits = {label} if verdict == "right" else set(shows.split("|"))
+        out[image_id] = (pred[image_id] in fits, pred[image_id] == label)
+    return out
+
+
+def paired_difference(base: list[Any], other: list[Any], review: Any, *, draws: int = 2000,
+                      seed: int = 0) -> dict[str, Any]:
+    """``other`` runs minus ``base`` runs on the same reviewed images, seed by seed (``base[k]`` and
+    ``other[k]`` share a seed): per seed the accuracy difference and the images only one of them gets
+    right (exact McNemar p); over seeds the mean difference with a 95% interval from a paired bootstrap
+    over images (each image's correctness averaged over the seeds, the images resampled), against the
+    reviewer's reading and against the given labels. ``base``/``other``: predictions frames."""
+    from scipy.stats import binomtest
+
+    if len(base) != len(other) or not base:
+        raise ValueError("paired_difference needs as many base runs as other runs (one pair per seed)")
+    hits_b, hits_o = [_hits(p, review) for p in base], [_hits(p, review) for p in other]
+    common = sorted(set.intersection(*(set(h) for h in hits_b + hits_o)))
+    if not common:
+        raise ValueError("no reviewed image is in every run's predictions")
+    out: dict[str, Any] = {"images": len(common), "seeds": len(base), "per_seed": []}
+    for which, idx in (("reviewed", 0), ("given", 1)):
+        b = np.array([[h[i][idx] for i in common] for h in hits_b], float)
+        o = np.array([[h[i][idx] for i in common] for h in hits_o], float)
+        d = (o - b).mean(0)          # per image, averaged over seeds
+        rng = np.random.default_rng(seed)
+        boot = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(draws)])
+        out[which] = {"base": float(b.mean()), "other": float(o.mean()), "difference": float(d.mean()),
+                      "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+                      "seed_differences": [float(x) for x in (o.mean(1) - b.mean(1))]}
+    for k in range(len(base)):
+        b = np.array([hits_b[k][i][0] for i in common])
+        o = np.array([hits_o[k][i][0] for i in common])
+        only_o, only_b = int((o & ~b).sum()), int((b & ~o).sum())
+        p = float(binomtest(only_o, only_o + only_b, 0.5).pvalue) if only_o + only_b else 1.0
+        out["per_seed"].append({"base_accuracy": float(b.mean()), "other_accuracy": float(o.mean()),
+                                "only_other": only_o, "only_base": only_b, "mcnemar_p": p})
+    return out
