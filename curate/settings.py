@@ -176,6 +176,7 @@ class HashSettings(Settings):
     radius: int
     mirror: bool
     search: Literal["auto", "flat", "mih"]
+    max_shared: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +299,8 @@ class MislabelSettings(Settings):
     aum_weight: float
     class_prior_power: float
     ambiguity_ratio: float
+    ambiguity_among: Literal["others", "all"]
+    suggest_from: Literal["raw", "balanced"]
     rescore_strength: float
     dynamics: DynamicsSettings
 

@@ -82,10 +82,24 @@ def _write_store(path: Path, blocks: Iterator[np.ndarray] | np.ndarray, shape: t
                 part = np.ascontiguousarray(block[start:start + step], dtype=np.uint8)
                 fh.write(part.data)
                 written += len(part)
+                _release_mapped(block)
         fh.flush()
         os.fsync(fh.fileno())
     if written != rows:
         raise WorkspaceError(f"store rows ({written}) do not match manifest rows ({rows})")
+
+
+def _release_mapped(block: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped ``block`` from this process (they stay in the page cache), so
+    that copying a mapped file a slice at a time never holds the whole file as resident memory."""
+    import mmap
+
+    mapped = getattr(block, "_mmap", None)
+    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapped.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 class Workspace:

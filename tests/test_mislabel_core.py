@@ -157,3 +157,21 @@ def test_recovery_metrics_exact():
     # ranking: T T F F(0.3) T(0.2) F -> all three found at rank 5
     assert m["precision_at_recall_1"] == pytest.approx(3 / 5)
     assert m["average_precision"] == pytest.approx((1 + 1 + 3 / 5) / 3)
+
+
+def test_suggestions_set_the_given_label_aside():
+    from curate.mislabel.scoring import suggestion_texts
+
+    classes = ["angry", "sad", "neutral"]
+    # given angry; the face reads sad (0.45) and nearly as much angry (0.40): among all classes
+    # that is "ambiguous: sad|angry"; set the given label aside and sad is clearly the other class
+    probs = np.array([[0.40, 0.45, 0.15], [0.10, 0.46, 0.44], [0.2, 0.3, 0.5]])
+    labels = np.array([0, 0, 2])
+    suggested = np.array([1, 1, -1])
+    assert suggestion_texts(probs, labels, suggested, classes, 0.7, among="all") == [
+        "ambiguous: sad|angry", "ambiguous: sad|neutral", None]
+    assert suggestion_texts(probs, labels, suggested, classes, 0.7, among="others") == [
+        "sad", "ambiguous: sad|neutral", None]
+    assert suggestion_texts(probs, labels, suggested, classes, 1.01, among="others") == ["sad", "sad", None]
+    with pytest.raises(ValueError):
+        suggestion_texts(probs, labels, suggested, classes, 0.7, among="some")

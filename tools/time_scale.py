@@ -30,11 +30,24 @@ def _load() -> float:
 
 
 def timed(cmd: list[str], log: Path | None = None) -> dict:
-    """Run ``cmd`` under /usr/bin/time -v; wall, CPU, peak RSS, load averages and its JSON summary."""
+    """Run ``cmd`` under /usr/bin/time -v; wall, CPU, peak RSS, load averages (at the start, the end, and
+    the mean and highest of samples every 15 s while it runs) and its JSON summary."""
+    import threading
+
     load = _load()
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(15.0):
+            samples.append(_load())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    done.set()
     if log is not None:
         with open(log, "a") as fh:
             fh.write(f"$ {' '.join(cmd)}\n{proc.stdout[-20000:]}\n{proc.stderr[-20000:]}\n")
@@ -54,7 +67,9 @@ def timed(cmd: list[str], log: Path | None = None) -> dict:
     return {"command": " ".join(cmd), "wall_s": round(wall, 1),
             "cpu_s": round(field(r"User time \(seconds\): ([\d.]+)") + field(r"System time \(seconds\): ([\d.]+)"), 1),
             "peak_rss_mb": round(field(r"Maximum resident set size \(kbytes\): (\d+)") / 1024),
-            "load_start": load, "load_end": _load(), "summary": summary}
+            "load_start": load, "load_end": _load(),
+            "load_mean": round(sum(samples) / len(samples), 2) if samples else load,
+            "load_max": max(samples, default=load), "summary": summary}
 
 
 def truth_checks(ws: Path, truth_path: Path) -> dict:

@@ -365,7 +365,11 @@ def render_summary(s: dict[str, Any]) -> str:
     lines = [f"audit of {s['images']:,} images in {s['workspace']} ({s['seconds']:.1f}s)"]
     for name in s["checks"]:
         err = f", {s['errors'][name]} errors" if s["errors"].get(name) else ""
-        lines.append(f"  {name:<16} flagged {s['flagged'][name]:>6,}{err}")
+        note = (s.get("photo_adjustments") or {}).get(name, {})
+        taught = (f"  (refitted on {note['refitted_on']} reviewed photos)" if "refitted_on" in note else
+                  f"  (recalibrated on {note['recalibrated_on']} reviewed photos)" if "recalibrated_on" in note else "")
+        prior = f"  (prior {note['prior_fitted']:.3f} -> {note['prior_workspace']:.3f})" if "prior_workspace" in note else ""
+        lines.append(f"  {name:<16} flagged {s['flagged'][name]:>6,}{err}{taught}{prior}")
     lines.append(f"images flagged by any check: {s['flagged_any']:,}; findings in {s['findings_file']}")
     return "\n".join(lines)
 

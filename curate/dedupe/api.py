@@ -61,9 +61,10 @@ def hash_edges(images: np.ndarray, cfg: DedupeSettings, *, timings: dict[str, fl
         codes, mirrored = hash_images(images, method, mirror=hc.mirror, quality_out=quality_out, engine=engine)
         quality_out = None
         t1 = time.perf_counter()
-        frames.append(_edge_frame(*hamming_pairs(codes, hc.radius, method=hc.search), method))
+        frames.append(_edge_frame(*hamming_pairs(codes, hc.radius, method=hc.search, max_shared=hc.max_shared),
+                                  method))
         if hc.mirror:
-            a, b, d = hamming_pairs(codes, hc.radius, queries=mirrored, method=hc.search)
+            a, b, d = hamming_pairs(codes, hc.radius, queries=mirrored, method=hc.search, max_shared=hc.max_shared)
             frames.append(_edge_frame(a, b, d, f"{method}_mirror"))
         if timings is not None:
             timings[f"{method}_hash_s"] = round(t1 - t0, 3)
@@ -102,16 +103,18 @@ def embedding_edges(images: np.ndarray, kind: str, cfg: DedupeSettings, *, known
     if mirrored is not None:
         found.append((*knn_pairs(vecs, kc.k, floor, queries=mirrored, index=index), True))
     t2 = time.perf_counter()
+    counts = {f"{kind}_candidates": int(sum(len(f[0]) for f in found))}
     if kind == "pixel" and cfg.pixel.verify:  # both candidate sets in one registration run
-        found = _verify(images, found, cfg.pixel, known, groups, quiet)
+        found = _verify(images, found, cfg.pixel, known, groups, quiet, counts)
     frames = [_edge_frame(a, b, dist, f"{kind}_mirror" if is_mirror else kind) for a, b, dist, is_mirror in found]
     if timings is not None:
         timings.update({f"{kind}_embed_s": round(t1 - t0, 3), f"{kind}_knn_s": round(t2 - t1, 3),
                         f"{kind}_verify_s": round(time.perf_counter() - t2, 3)})
+        timings.update(counts)
     return pd.concat(frames, ignore_index=True)
 
 
-def _verify(images, found, pc: PixelSettings, known, groups, quiet):
+def _verify(images, found, pc: PixelSettings, known, groups, quiet, counts: dict | None = None):
     """Keep the candidate pairs whose aligned NCC reaches ``min_aligned_ncc``; distance = 1 - NCC.
 
     ``found``: candidate sets ``(a, b, distance, is_mirror)``; the same sets come back, filtered.
@@ -119,7 +122,8 @@ def _verify(images, found, pc: PixelSettings, known, groups, quiet):
     known (exact or hash) edge are skipped, pairs inside one exact-copy group (``groups``,
     a digest code per image) are skipped (their exact edges cover them), and a pair whose
     images are exact copies of another candidate pair's takes that pair's score (equal
-    pixels, equal score). The kept pairs and scores equal verifying every candidate.
+    pixels, equal score). The kept pairs and scores equal verifying every candidate. ``counts``
+    receives ``pixel_registered``: the registrations run.
     """
     from curate.dedupe.verify import verify_pairs
 
@@ -137,6 +141,8 @@ def _verify(images, found, pc: PixelSettings, known, groups, quiet):
         base = int(max(ra.max(), rb.max())) + 1
         key = (ra * base + rb) * 2 + mirror
         _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        if counts is not None:
+            counts["pixel_registered"] = int(len(first))
         fine_reject = tuple(pc.min_aligned_ncc - m for m in pc.fine_reject_margin)
         with progress(total=len(first), desc="verify pairs", quiet=quiet) as bar:
             scores = verify_pairs(images, ra[first], rb[first], mirror=mirror[first],
@@ -193,15 +199,15 @@ def find_edges(images: np.ndarray, digests: pd.Series | None, cfg: DedupeSetting
     if cfg.hash.methods:
         frames.append(hash_edges(images, cfg, timings=timings, quiet=quiet, quality_out=quality_out, engine=engine))
     kind = cfg.embedder if embedder is None else embedder
+    groups = None if digests is None else _group_codes(digests)
     if kind and kind != "none":
         known = pd.concat(frames, ignore_index=True) if frames else None
-        groups = None if digests is None else _group_codes(digests)
         frames.append(embedding_edges(images, kind, cfg, known=known, groups=groups, seed=seed, timings=timings,
                                       quiet=quiet, engine=engine))
     edges = pd.concat(frames, ignore_index=True) if frames else _edge_frame([], [], [], "exact")
-    if digests is not None and len(edges):
-        d = pd.Series(digests).reset_index(drop=True)
-        same = (d.iloc[edges["a"]].to_numpy() == d.iloc[edges["b"]].to_numpy()) & (edges["method"] != "exact").to_numpy()
+    if groups is not None and len(edges):  # integer digest-group codes: no per-edge digest strings
+        same = (groups[edges["a"].to_numpy(np.int64)] == groups[edges["b"].to_numpy(np.int64)]) & \
+            (edges["method"] != "exact").to_numpy()
         edges = edges[~same]
     return edges.reset_index(drop=True)
 

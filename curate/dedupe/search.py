@@ -37,7 +37,7 @@ def binary_index(codes: np.ndarray):
 
 
 def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None = None,
-                  method: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  method: str = "auto", max_shared: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs within Hamming distance ``radius`` (inclusive): ``(a, b, distance)``, a < b.
 
     ``queries`` (same row order as ``codes``, e.g. the mirrored images' hashes) are searched
@@ -48,6 +48,12 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     ranges) keep >= 16 bits; ``auto`` picks mih for 64-bit codes and radius <= 6, else flat.
     Both return the same pairs. Only distinct codes are searched; images sharing a code
     (copies) are expanded afterwards, so copies do not multiply the search's candidates.
+
+    ``max_shared`` (0 = no limit) bounds that expansion: a code shared by more images than this
+    (a degenerate hash: a million-image set held 3,063 blank frames with one pHash, 4.7 million
+    pairs among them) is represented by a chain through its images in position order (distance 0)
+    instead of every pair among them, and pairs with another code go through its first image only.
+    The connected components are the same; the pair count grows with the images, not their square.
     """
     if method not in ("auto", "flat", "mih"):
         raise ConfigError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
@@ -61,14 +67,14 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     distinct, inv = _distinct_rows(codes)
     if queries is None:
         a, b, d = _directed_pairs(distinct, radius, None, use_mih)  # distinct codes: distance >= 1
-        rows = _rows_by_code(inv)
+        rows = _rows_by_code(inv, max_shared)
         i, j, dist = _expand(a, b, d, rows, rows)
-        zi, zj = _pairs_within_runs(rows[0], inv)  # equal codes: distance 0
+        zi, zj = _pairs_within_runs(rows[0], inv, max_run=max_shared)  # equal codes: distance 0
         i, j, dist = np.r_[i, zi], np.r_[j, zj], np.r_[dist, np.zeros(len(zi), np.int32)]
     else:
         q_distinct, q_inv = _distinct_rows(np.ascontiguousarray(queries, dtype=np.uint8))
         a, b, d = _directed_pairs(distinct, radius, q_distinct, use_mih)
-        i, j, dist = _expand(a, b, d, _rows_by_code(q_inv), _rows_by_code(inv))
+        i, j, dist = _expand(a, b, d, _rows_by_code(q_inv, max_shared), _rows_by_code(inv, max_shared))
     return _unique_pairs(i, j, dist)
 
 
@@ -87,11 +93,15 @@ def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[order[new]], inv
 
 
-def _rows_by_code(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows sorted by their distinct-code index, start of each code's run, run size) for :func:`_expand`."""
-    order = np.argsort(inv)
+def _rows_by_code(inv: np.ndarray, max_shared: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by their distinct-code index, in position order within a code; start of each code's
+    run; the run size :func:`_expand` uses: 1 for a run longer than ``max_shared`` when that is > 0)."""
+    order = np.argsort(inv, kind="stable")
     size = np.bincount(inv)
-    return order, np.cumsum(size) - size, size
+    start = np.cumsum(size) - size
+    if max_shared > 0:
+        size = np.where(size > max_shared, 1, size)
+    return order, start, size
 
 
 def _expand(a: np.ndarray, b: np.ndarray, d: np.ndarray, rows_a: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -128,12 +138,22 @@ def _directed_pairs(codes: np.ndarray, radius: int, queries: np.ndarray | None, 
     return rows[keep], ids[keep], dist[keep]
 
 
-def _pairs_within_runs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (i, j) index pairs, i before j, of elements sharing a key; ``order`` sorts ``keys``."""
+def _pairs_within_runs(order: np.ndarray, keys: np.ndarray, max_run: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) index pairs, i before j, of elements sharing a key; ``order`` sorts ``keys``.
+
+    ``max_run`` > 0: a run of more elements than that gets a chain (each element paired with the
+    next one in ``order``) instead of all its pairs.
+    """
     k = keys[order]
     n = len(k)
     start = np.r_[0, np.flatnonzero(k[1:] != k[:-1]) + 1]
     end = np.r_[start[1:], n]
+    if max_run > 0 and n and ((end - start) > max_run).any():
+        long_run = np.repeat((end - start) > max_run, end - start)
+        at = np.flatnonzero(long_run)
+        at = at[at < np.repeat(end, end - start)[at] - 1]  # every element of a long run but its last
+        si, sj = _pairs_within_runs(order[~long_run], keys)
+        return np.r_[si, order[at]], np.r_[sj, order[at + 1]]
     run_end = np.repeat(end, end - start)
     later = run_end - np.arange(n) - 1
     total = int(later.sum())

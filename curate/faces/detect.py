@@ -149,18 +149,28 @@ def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, m
     return faces
 
 
-def _padded_mtcnn_faces(image: np.ndarray, fraction: float, **kwargs) -> list[Face]:
+CLOSE_UP_MIN_SHARE = 0.3
+"""The grey-frame retry looks only for faces at least this share of the photo's shorter side wide
+(close-ups: the faces it exists for), which keeps its image pyramid short."""
+
+
+def _padded_mtcnn_faces(image: np.ndarray, fraction: float, *, side: int = 640, min_face: float = 15.0,
+                        **kwargs) -> list[Face]:
     """:func:`mtcnn_faces` of ``image`` framed by a mid-grey border of ``fraction`` of its longer
-    side, boxes and landmarks moved back to the image's own pixels (they may reach past its edges)."""
+    side, looking for faces of at least :data:`CLOSE_UP_MIN_SHARE` of its shorter side; boxes and
+    landmarks moved back to the image's own pixels (they may reach past its edges)."""
     import cv2
 
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
-    pad = int(round(fraction * max(arr.shape[:2])))
+    h, w = arr.shape[:2]
+    pad = int(round(fraction * max(h, w)))
     framed = cv2.copyMakeBorder(np.ascontiguousarray(arr[..., :3]), pad, pad, pad, pad, cv2.BORDER_CONSTANT,
                                 value=(127, 127, 127))
-    faces = mtcnn_faces(framed, **kwargs)
+    shrink = min(1.0, side / max(framed.shape[:2]))
+    close_up = max(float(min_face), CLOSE_UP_MIN_SHARE * min(h, w) * shrink)
+    faces = mtcnn_faces(framed, side=side, min_face=close_up, **kwargs)
     for f in faces:
         f.x, f.y = f.x - pad, f.y - pad
         f.landmarks = f.landmarks - pad

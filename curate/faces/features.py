@@ -23,7 +23,8 @@ STOCK_NAME = re.compile(
     r"^360_f_\d+|^\d+_f_\d+|depositphoto|freepik|vecteezy|masterfile|agefotostock|pixta|photodune)", re.I)
 
 
-def _resize_max(arr: np.ndarray, side: int) -> np.ndarray:
+def resize_max(arr: np.ndarray, side: int) -> np.ndarray:
+    """``arr`` shrunk (area averaging) so that its longer side is at most ``side``; never enlarged."""
     h, w = arr.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
@@ -33,7 +34,7 @@ def _resize_max(arr: np.ndarray, side: int) -> np.ndarray:
 
 def art_features(rgb: np.ndarray) -> dict[str, float]:
     """Colour and texture statistics separating drawings, clip art and renders from photos."""
-    small = _resize_max(rgb, ART_SIDE)
+    small = resize_max(rgb, ART_SIDE)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     n = grey.size
@@ -107,7 +108,7 @@ def _stroke_mask(grey: np.ndarray, k: int, min_contrast: int) -> np.ndarray:
 def text_features(rgb: np.ndarray) -> dict[str, float]:
     """Text-like strokes (small, thin, aligned components) overall, in the centre band and in
     the bottom strip, and whether the bottom rows form a uniform banner (stock-site strips)."""
-    big = _resize_max(rgb, TEXT_SIDE)
+    big = resize_max(rgb, TEXT_SIDE)
     grey = cv2.cvtColor(big, cv2.COLOR_RGB2GRAY) if big.ndim == 3 else big
     h, w = grey.shape
     unit = max(h, w) / 640.0
@@ -142,7 +143,7 @@ def text_features(rgb: np.ndarray) -> dict[str, float]:
 def _tile_peak(grey: np.ndarray, side: int = 384, min_lag: int = 24) -> float:
     """Strongest off-centre peak of the autocorrelation of fine detail: tiled watermarks
     (a mark repeated on a grid) make one; natural photos decay smoothly."""
-    g = _resize_max(grey, side).astype(np.float32)
+    g = resize_max(grey, side).astype(np.float32)
     detail = g - cv2.GaussianBlur(g, (0, 0), 2.0)
     detail -= detail.mean()
     spec = np.fft.rfft2(detail)

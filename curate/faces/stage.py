@@ -13,11 +13,15 @@ import numpy as np
 
 from curate.faces.align import align, centre_square, roll_degrees
 from curate.faces.detect import Face, find_faces, pick_main
-from curate.faces.features import art_features, face_features, face_region_features, text_features
+from curate.faces.features import TEXT_SIDE, resize_max, art_features, face_features, face_region_features, text_features
 from curate.faces.text_detect import detect_text, missing_features, text_detector_side
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings
+
+
+WORK_SIDE = TEXT_SIDE
+"""Longer side of the working copy the whole-photo steps share (the text statistics' own side)."""
 
 
 @dataclass
@@ -69,10 +73,17 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
     h, w = rgb.shape[:2]
     res = PhotoResult(width=w, height=h)
     try:
-        res.faces = find_faces(rgb, detector=p.detector, mtcnn_side=p.mtcnn_side, mtcnn_min_face=p.mtcnn_min_face,
-                               mtcnn_min_score=p.mtcnn_min_score, mtcnn_pad_retry=p.mtcnn_pad_retry, fallback=p.fallback, max_side=p.max_side,
-                               upsample=p.upsample, min_score=p.min_score, max_enlarge=p.max_enlarge,
-                               rotations=p.rotations, model_dir=p.model_dir)
+        # one copy at most WORK_SIDE px for every step that looks at the whole photo smaller than that
+        # (detectors, colour/texture and text statistics): large photos are shrunk once, not four times
+        work = resize_max(rgb, WORK_SIDE)
+        back = w / work.shape[1]
+        res.faces = find_faces(work, detector=p.detector, mtcnn_side=p.mtcnn_side, mtcnn_min_face=p.mtcnn_min_face,
+                               mtcnn_min_score=p.mtcnn_min_score, mtcnn_pad_retry=p.mtcnn_pad_retry,
+                               fallback=p.fallback, max_side=p.max_side, upsample=p.upsample, min_score=p.min_score,
+                               max_enlarge=p.max_enlarge, rotations=p.rotations, model_dir=p.model_dir)
+        if back != 1.0:
+            for f in res.faces:
+                f.x, f.y, f.w, f.h, f.landmarks = f.x * back, f.y * back, f.w * back, f.h * back, f.landmarks * back
         res.main = pick_main(res.faces, w, h)
         rgb_size = p.rgb_size
         if res.main is None:
@@ -88,7 +99,9 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
         res.grey = (grey_src.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
         main = res.faces[res.main] if res.main is not None else None
         res.features = {**face_features(res.faces, res.main, w, h), **face_region_features(rgb, main),
-                        **art_features(rgb), **text_features(rgb), **_detected_text(rgb, p, res)}
+                        **art_features(work), **text_features(work), **_detected_text(work, p, res)}
+        if back != 1.0 and len(res.text_boxes):
+            res.text_boxes = res.text_boxes * np.array([back, back, back, back, 1.0])
     except Exception as exc:  # noqa: BLE001 - one bad image never sinks the run
         res.status, res.detail = "error", f"error: {type(exc).__name__}: {exc}"[:300]
         res.faces, res.main = [], None

@@ -276,14 +276,17 @@ class PixelSink:
         self.side = side
         self.rows = 0
         self.blocks: list[np.ndarray] = []
+        self.digests: list[str] = []
         self.file = tempfile.TemporaryFile(dir=spill_dir) if spill_dir is not None else None
 
     def append(self, block: np.ndarray) -> None:
-        """Add uint8 images (k, side, side) after those already held."""
+        """Add uint8 images (k, side, side) after those already held (their digests computed now, while
+        they are in memory)."""
         block = np.ascontiguousarray(block, dtype=np.uint8)
         self.side = self.side or block.shape[1]
         if block.shape[1:] != (self.side, self.side):
             raise ValueError(f"pixel block of shape {block.shape}, expected (k, {self.side}, {self.side})")
+        self.digests.extend(pixel_digest(a) for a in block)
         if self.file is not None:
             self.file.write(block.data)
         else:
@@ -301,15 +304,6 @@ class PixelSink:
         return np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.rows, side, side))
 
 
-def _digests(native: np.ndarray, chunk: int = 8192) -> list[str]:
-    """:func:`pixel_digest` of every image, on two threads (sha256 releases the GIL for 2 KB and more)."""
-    def part(start: int) -> list[str]:
-        return [pixel_digest(a) for a in np.asarray(native[start:start + chunk])]
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return [d for block in pool.map(part, range(0, len(native), chunk)) for d in block]
-
-
 def _finish(meta: list[tuple[int, str, str, str | None]], blocks: PixelSink, rejects: list[Reject],
             read: int, side: int | None, image_size: int) -> SourceResult:
     """Assemble the line reader's kept rows (``meta``: source row, label, original label, split)."""
@@ -324,7 +318,7 @@ def _assemble(source_rows: np.ndarray, codes: np.ndarray, code_names: list[str] 
     """Kept rows, store-size pixels and sorted rejects. ``codes``: emotion code per row (ints with
     ``code_names`` their text), or the labels themselves with ``original`` the texts as found."""
     native = sink.array(side or image_size)
-    digests = _digests(native)
+    digests = sink.digests
     if native.shape[1:] == (image_size, image_size):
         store = native
     else:

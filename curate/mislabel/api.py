@@ -126,8 +126,7 @@ def run_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | None 
                          estimated_issues=0)
         evidence = [f"{headline} | {text}" for text in evidence]
         logger.warning(f"warning: mislabel {summary['reason']}")
-    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
-                                           ambiguity_ratio=cfg.ambiguity_ratio))
+    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence, cfg=cfg, raw_probs=probs))
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     ws.record_run("mislabel", seed=seed, started=started, options=cfg.to_dict(),
                   counts={"images": summary["images"], "flagged": summary["flagged"],
@@ -225,15 +224,15 @@ def score_oof(cfg: MislabelSettings | dict[str, Any], probs: np.ndarray, y: np.n
 
 
 def write_mislabel_findings(ws: Workspace, ids: np.ndarray, y: np.ndarray, classes: list[str], scores: Any,
-                            evidence: list[str], *, ambiguity_ratio: float,
+                            evidence: list[str], *, cfg: MislabelSettings, raw_probs: np.ndarray | None = None,
                             certain: np.ndarray | None = None) -> dict[str, Any]:
-    """Write the ``mislabel`` findings (suggestions ``ambiguous: a|b`` where the top two classes are
-    close, except for ``certain`` images, e.g. a reviewer's relabels); return the summary fields
-    (variant, estimated issues, flagged, top pairs, ambiguous)."""
+    """Write the ``mislabel`` findings with their suggestions (:func:`suggestions`; a reviewer's
+    ``certain`` relabels keep their class); return the summary fields (variant, estimated issues,
+    flagged, top pairs, ambiguous)."""
     from curate.findings import make_findings, write_findings
-    from curate.mislabel.scoring import is_ambiguous, suggestion_texts
+    from curate.mislabel.scoring import is_ambiguous
 
-    suggested = suggestion_texts(scores.probs, y, scores.suggested, classes, ambiguity_ratio)
+    suggested = suggestions(cfg, scores, y, classes, raw_probs)
     if certain is not None:
         for i in np.flatnonzero(certain & (scores.suggested >= 0)):
             suggested[i] = classes[int(scores.suggested[i])]
@@ -243,6 +242,19 @@ def write_mislabel_findings(ws: Workspace, ids: np.ndarray, y: np.ndarray, class
     return {"variant": scores.variant, "estimated_issues": int(scores.estimated_issues),
             "flagged": int(len(flagged)), "flagged_ambiguous": int(sum(is_ambiguous(suggested[i]) for i in flagged)),
             "top_flagged_pairs": pairs}
+
+
+def suggestions(cfg: MislabelSettings, scores: Any, y: np.ndarray, classes: list[str],
+                raw_probs: np.ndarray | None) -> list[str | None]:
+    """The suggestion of every image with one (``scores.suggested >= 0``): from the out-of-fold
+    probabilities as the model gave them (``suggest_from: raw``, the default: the class-prior balance
+    that helps the ranking pushes suggestions towards rare classes) or the balanced ones; the
+    likeliest class other than the given label, ``ambiguous: a|b`` when the next one is within
+    ``ambiguity_ratio`` of it (``ambiguity_among: others``), or the older rule over all classes."""
+    from curate.mislabel.scoring import suggestion_texts
+
+    probs = raw_probs if cfg.suggest_from == "raw" and raw_probs is not None else scores.probs
+    return suggestion_texts(probs, y, scores.suggested, classes, cfg.ambiguity_ratio, among=cfg.ambiguity_among)
 
 
 def save_oof(ws: Workspace, ids: np.ndarray, folds: np.ndarray, y: np.ndarray, probs: np.ndarray,
@@ -375,8 +387,7 @@ def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | N
                "confirmed_errors": int(errors.sum()), "confirmed_labels": int((outcome == CORRECT).sum()),
                "reviewed_error_rate": round(result.overall_rate, 4) if result.decided else None, "judged": judged}
     summary["by_duplicate"] = int(((result.group_class >= 0) & (outcome == UNKNOWN)).sum())
-    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence,
-                                           ambiguity_ratio=cfg.ambiguity_ratio,
+    summary.update(write_mislabel_findings(ws, ids, y, classes, scores, evidence, cfg=cfg, raw_probs=probs,
                                            certain=errors | by_duplicate))
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     ws.record_run("mislabel_rescore", seed=0, started=utc_now(), options=cfg.to_dict(),

@@ -23,9 +23,15 @@ from curate import atomic
 from curate.logs import get_logger
 
 
+LATER_RECIPE_KEYS = {"init": None}
+"""Recipe keys added after fold files were first written, with the value that changes nothing: left out
+of the fingerprint at that value, so that folds trained before the key existed still resume."""
+
+
 def fingerprint(image_ids: list[str] | np.ndarray, labels: np.ndarray, folds: np.ndarray,
                 recipe: dict[str, Any], seed: int, extra: dict[str, Any] | None = None) -> str:
     """A short hash naming everything a fold's result depends on."""
+    recipe = {k: v for k, v in recipe.items() if not (k in LATER_RECIPE_KEYS and v == LATER_RECIPE_KEYS[k])}
     h = hashlib.sha256()
     h.update("\n".join(map(str, image_ids)).encode())
     h.update(np.asarray(labels, dtype=np.int64).tobytes())

@@ -204,36 +204,44 @@ def simulate_rescore(default: Any, y: np.ndarray, positions: np.ndarray, truth: 
 
 
 def ambiguity_table(default: Any, y: np.ndarray, positions: np.ndarray, truth: pd.DataFrame,
-                    classes: list[str]) -> list[dict[str, Any]]:
-    """Suggestion figures over the reviewed wrong labels for several ``ambiguity_ratio`` values."""
-    from curate.mislabel.scoring import best_other_class, suggestion_texts
+                    classes: list[str], cfg: MislabelSettings, raw_probs: np.ndarray) -> list[dict[str, Any]]:
+    """Suggestion figures over the reviewed wrong labels, for the configured suggestion rule and the
+    older one (all classes, class-balanced probabilities, ratio 0.5), at several ``ambiguity_ratio`` values."""
+    from dataclasses import replace as _replace
 
-    other = best_other_class(default.probs, y)
+    from curate.mislabel.api import suggestions
+
     rows = []
-    for ratio in (0.3, 0.5, 0.7, 1.01):
-        texts = suggestion_texts(default.probs[positions], y[positions], other[positions], classes, ratio)
-        figures = suggestion_figures(texts, truth)
-        said = np.array([t.startswith("ambiguous: ") for t in texts])
-        ambiguous_verdict = truth["fits"].map(len).to_numpy() == 2
-        rows.append({"ratio": ratio, **figures,
-                     "reviewer_ambiguous_called_ambiguous": float(said[ambiguous_verdict].mean())})
+    rules = [("others", "raw"), ("all", "balanced")]
+    for among, source in rules:
+        for ratio in (0.5, 0.6, 0.7, 0.8, 1.01):
+            rule = _replace(cfg, ambiguity_ratio=ratio, ambiguity_among=among, suggest_from=source)
+            texts = suggestions(rule, default, y, classes, raw_probs)
+            texts = [texts[p] for p in positions]
+            figures = suggestion_figures(texts, truth)
+            said = np.array([isinstance(t, str) and t.startswith("ambiguous: ") for t in texts])
+            ambiguous_verdict = truth["fits"].map(len).to_numpy() == 2
+            rows.append({"ratio": ratio, "among": among, "probabilities": source, **figures,
+                         "reviewer_ambiguous_called_ambiguous": float(said[ambiguous_verdict].mean())})
     return rows
 
 
-def relabel_table(default: Any, y: np.ndarray, positions: np.ndarray, truth: pd.DataFrame, ratio: float,
-                  classes: list[str]) -> list[dict[str, Any]]:
+def relabel_table(default: Any, y: np.ndarray, positions: np.ndarray, truth: pd.DataFrame,
+                  classes: list[str], cfg: MislabelSettings, raw_probs: np.ndarray) -> list[dict[str, Any]]:
     """Among reviewed images with a confident (not ambiguous) suggestion: share whose suggestion is
-    what the reviewer saw, by the suggestion's class-balanced probability."""
-    from curate.mislabel.scoring import best_other_class, suggestion_texts
+    what the reviewer saw, by the suggestion's class-balanced probability (what `curate split` reads)."""
+    from curate.mislabel.api import suggestions
 
-    other = best_other_class(default.probs, y)[positions]
-    texts = suggestion_texts(default.probs[positions], y[positions], other, classes, ratio)
-    p_other = default.probs[positions, other]
-    confident = np.array([not t.startswith("ambiguous: ") for t in texts]) & truth["usable"].to_numpy()
-    right = np.array([classes[o] in fits for o, fits in zip(other, truth["fits"])])
+    texts = suggestions(cfg, default, y, classes, raw_probs)
+    texts = [texts[p] for p in positions]
+    index = {c: i for i, c in enumerate(classes)}
+    named = np.array([index.get(t, -1) if isinstance(t, str) else -1 for t in texts])
+    confident = (named >= 0) & truth["usable"].to_numpy()
+    p_named = default.probs[positions, np.maximum(named, 0)]
+    right = np.array([n >= 0 and classes[n] in fits for n, fits in zip(named, truth["fits"])])
     rows = []
     for low in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9):
-        m = confident & (p_other >= low) & (default.probs[positions].argmax(1) != y[positions])
+        m = confident & (p_named >= low)
         rows.append({"min_probability": low, "n": int(m.sum()),
                      "relabel_right": float(right[m].mean()) if m.any() else float("nan")})
     return rows
@@ -284,11 +292,10 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
         log(f"HOG/LBP view: {view_seconds:.0f}s")
     variants = scoring_variants(probs, y, signals, cfg, view)
     oof_minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
-    ratio = cfg.ambiguity_ratio
     sources = {"HOG/LBP linear view alone": view,
                "CNN + HOG/LBP linear view (0.3) + class balance": None if view is None else 0.7 * probs + 0.3 * view,
                "final fold models only (no snapshots) + class balance": signals.get("probs_final")}
-    table = variant_table(variants, sources, probs, y, classes, ratio, positions, truth,
+    table = variant_table(variants, sources, probs, y, classes, cfg, positions, truth,
                           minutes=oof_minutes, view_minutes=view_seconds / 60)
     for other_ws in baselines or []:
         table.append(baseline_row(other_ws, cfg, truth, review, classes))
@@ -298,8 +305,8 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
               "oof_accuracy": float(meta.get("accuracy", float("nan"))), "oof_minutes": oof_minutes,
               "variants": table,
               "rescore": rescore_table(default, y, positions, truth, len(classes), signals.get("groups")),
-              "ambiguity": ambiguity_table(default, y, positions, truth, classes),
-              "relabel": relabel_table(default, y, positions, truth, ratio, classes),
+              "ambiguity": ambiguity_table(default, y, positions, truth, classes, cfg, probs),
+              "relabel": relabel_table(default, y, positions, truth, classes, cfg, probs),
               "per_part": part_table(truth, review)}
     if report is not None:
         from curate.mislabel.review_report import write_review_section
@@ -309,18 +316,18 @@ def run_review_bench(ws: Any, review_path: str | Path, *, report: str | Path | N
 
 
 def variant_table(variants: dict[str, Any], sources: dict[str, np.ndarray | None], probs: np.ndarray,
-                  y: np.ndarray, classes: list[str], ratio: float, positions: np.ndarray, truth: pd.DataFrame, *,
-                  minutes: float, view_minutes: float) -> list[dict[str, Any]]:
+                  y: np.ndarray, classes: list[str], cfg: MislabelSettings, positions: np.ndarray,
+                  truth: pd.DataFrame, *, minutes: float, view_minutes: float) -> list[dict[str, Any]]:
     """One row per scoring variant: the accuracy of its probabilities (``sources``, else ``probs``), its
     flag count, its minutes (the OOF run's, plus the HOG/LBP view's for variants using it) and its
     :func:`ranking_figures` against the review."""
-    from curate.mislabel.scoring import suggestion_texts
+    from curate.mislabel.api import suggestions
 
     table = []
     for name, scores in variants.items():
-        texts = suggestion_texts(scores.probs, y, scores.suggested, classes, ratio)
         source = sources.get(name)
         source = probs if source is None else source
+        texts = suggestions(cfg, scores, y, classes, source)
         row = {"variant": name, "oof_accuracy": float((source.argmax(1) == y).mean()),
                "flagged": int(scores.flagged.sum()),
                "minutes": minutes + (view_minutes if "HOG" in name else 0.0)}
@@ -368,8 +375,7 @@ def part_table(truth: pd.DataFrame, review: pd.DataFrame) -> list[dict[str, Any]
 def baseline_row(ws: Any, cfg: MislabelSettings, truth: pd.DataFrame, review: pd.DataFrame,
                  classes: list[str]) -> dict[str, Any]:
     """The default variant's figures on another run's OOF outputs (same images, another recipe)."""
-    from curate.mislabel.api import load_oof, score_oof
-    from curate.mislabel.scoring import suggestion_texts
+    from curate.mislabel.api import load_oof, score_oof, suggestions
 
     probs, index, meta, signals = load_oof(ws)
     if list(meta["classes"]) != classes:
@@ -378,7 +384,7 @@ def baseline_row(ws: Any, cfg: MislabelSettings, truth: pd.DataFrame, review: pd
     positions = np.array([row_of[i] for i in review["image_id"]])
     y = np.array([classes.index(g) for g in index["given_label"].astype(str)], dtype=np.int64)
     scores = score_oof(cfg, probs, y, knn=signals.get("knn"), aum=signals.get("aum"))
-    texts = suggestion_texts(scores.probs, y, scores.suggested, classes, cfg.ambiguity_ratio)
+    texts = suggestions(cfg, scores, y, classes, probs)
     minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
     row = {"variant": f"default scoring on recipe {meta['recipe'].get('name', '?')} (`{ws.root}`)",
            "oof_accuracy": float((probs.argmax(1) == y).mean()), "flagged": int(scores.flagged.sum()),

@@ -54,12 +54,17 @@ def render_review(result: dict[str, Any]) -> str:
     for name, r in result["rescore"].items():
         lines.append(f"| {name} | {_num(r['next_precision_after'])} ({r['next_reviewed_after']}) | {r['overlap']} |")
     lines += ["",
-              "### Ambiguous suggestions", "",
-              "| ambiguity_ratio | suggestion right | confident suggestion right | wrong labels called ambiguous | "
-              "reviewer-ambiguous called ambiguous |", "|---:|---:|---:|---:|---:|"]
+              "### Suggestions (over the reviewed wrong labels)", "",
+              "`others`: the likeliest class other than the given label, `ambiguous: a|b` when the next other "
+              "class is within the ratio (the default, from the probabilities as the model gave them); `all`: the "
+              "rule before 2026-12-07 (the two likeliest of all classes, class-balanced probabilities).", "",
+              "| rule | probabilities | ambiguity_ratio | first class right | single-class suggestions right | "
+              "wrong labels called ambiguous | reviewer-ambiguous called ambiguous |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for row in result["ambiguity"]:
         ratio = "never" if row["ratio"] > 1 else f"{row['ratio']:g}"
-        lines.append(f"| {ratio} | {_pct(row['suggestion_right'])} | {_pct(row['confident_right'])} | "
+        lines.append(f"| {row.get('among', 'all')} | {row.get('probabilities', 'balanced')} | {ratio} | "
+                     f"{_pct(row['suggestion_right'])} | {_pct(row['confident_right'])} | "
                      f"{_pct(row['ambiguous_share'])} | {_pct(row['reviewer_ambiguous_called_ambiguous'])} |")
     lines += ["", "### Relabel confidence (confident suggestions on reviewed images the model disagrees with)", "",
               "| class-balanced p(suggested) at least | images | suggestion is what the reviewer saw |",

@@ -133,16 +133,24 @@ def class_balanced(probs: np.ndarray, power: float) -> np.ndarray:
 
 
 def suggestion_texts(probs: np.ndarray, labels: np.ndarray, suggested: np.ndarray,
-                     classes: list[str] | tuple[str, ...], ambiguity_ratio: float) -> list[str | None]:
+                     classes: list[str] | tuple[str, ...], ambiguity_ratio: float,
+                     among: str = "all") -> list[str | None]:
     """The suggested label per image, or ``ambiguous: a|b`` when it is not clear-cut.
 
-    A suggestion is ambiguous when the two most probable classes (``a`` first) are close:
-    p(b) >= ``ambiguity_ratio`` * p(a). Images without a suggestion (``-1``) get None; a ratio
-    above 1 never calls a suggestion ambiguous.
+    ``among="all"``: ``a`` and ``b`` are the two most probable classes, the given label included,
+    and the suggestion is the image's ``suggested`` class unless they are close. ``among="others"``:
+    the given label is set aside (the finding already says it is likely wrong; the question is
+    which class instead), the suggestion is the likeliest other class ``a``, and ambiguous when the
+    next other class ``b`` is close. Close: p(b) >= ``ambiguity_ratio`` * p(a). Images without a
+    suggestion (``-1``) get None; a ratio above 1 never calls a suggestion ambiguous.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+    probs = np.asarray(probs, dtype=np.float64).copy()
     rows = np.arange(len(probs))
+    if among == "others":
+        probs[rows, np.asarray(labels, np.int64)] = -1.0
+    elif among != "all":
+        raise ValueError(f"among must be all or others, not {among!r}")
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :2]
     close = probs[rows, order[:, 1]] >= ambiguity_ratio * probs[rows, order[:, 0]]
     out: list[str | None] = []
     for i, s in enumerate(np.asarray(suggested)):
@@ -151,7 +159,7 @@ def suggestion_texts(probs: np.ndarray, labels: np.ndarray, suggested: np.ndarra
         elif close[i]:
             out.append(f"ambiguous: {classes[order[i, 0]]}|{classes[order[i, 1]]}")
         else:
-            out.append(classes[int(s)])
+            out.append(classes[int(order[i, 0] if among == "others" else s)])
     return out
 
 
