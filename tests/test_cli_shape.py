@@ -17,7 +17,7 @@ runner = CliRunner()
 
 COMMANDS = {"ingest", "info", "run", "demo", "audit", "audit-model", "audit-bench", "mislabel", "mislabel-bench",
             "review", "report", "split", "export", "train-eval", "compare", "train-bench", "dedupe", "dedupe-bench",
-            "faces", "photos-bench"}
+            "faces", "photos-bench", "expression-model"}
 DEPRECATED = {"bench-audit": "audit-bench"}
 
 

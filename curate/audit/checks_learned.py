@@ -53,6 +53,33 @@ def face_box(ctx: AuditContext, row: int) -> FaceBox:
     return cache[row]
 
 
+def face_boxes(ctx: AuditContext, rows: np.ndarray) -> None:
+    """Detect the Haar face boxes of ``rows`` not yet cached, side by side on curate's threads (one OpenCV
+    thread each: a detection on a 144 px image parallelises poorly inside OpenCV; measured 1.5x faster
+    on 2 cores). Each box is what :func:`face_box` computes for that row alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curate.threads import resolve_threads
+
+    cache = ctx.cache.setdefault("face_boxes", {})
+    todo = [int(r) for r in np.unique(np.asarray(rows, np.int64)) if int(r) not in cache]
+    workers = min(resolve_threads(), len(todo) // 16)
+    if workers < 2:
+        return  # few rows: face_box detects them one by one
+    p = ctx.config.detector
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        def one(row: int) -> FaceBox:
+            return detect_face(np.asarray(ctx.images[row]), upscale=p.upscale, border=p.border, min_face=p.min_face)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV releases the GIL while detecting
+            for row, box in zip(todo, pool.map(one, todo, chunksize=64)):
+                cache[row] = box
+    finally:
+        cv2.setNumThreads(previous)
+
+
 def text_region(img: np.ndarray, min_contrast: int = 40) -> str:
     """Largest thin-stroke (text-like) region of a crop, as readable text."""
     img = np.ascontiguousarray(img)
@@ -71,6 +98,8 @@ def text_region(img: np.ndarray, min_contrast: int = 40) -> str:
 class _LearnedCheck(Check):
     cls_name = ""
     setup_error: CurateError | None = None
+    uses_face_box = False
+    """True when :meth:`evidence` reads the Haar face box (detected for all such rows at once first)."""
 
     def _column(self, ctx: AuditContext) -> int:
         return list(ctx.shared("defect_model", lambda: None).classes).index(self.cls_name)
@@ -84,6 +113,8 @@ class _LearnedCheck(Check):
         scores = probs[rows, self._column(ctx)].astype(np.float64)
         scores = self.adjust(ctx, rows, scores)
         need = scores >= self.params.evidence_min * self.threshold
+        if self.uses_face_box:
+            face_boxes(ctx, rows[need])
         evidence = [self.evidence(ctx, int(r), float(s)) if n else f"model p={s:.2f}"
                     for r, s, n in zip(rows, scores, need)]
         return scores, evidence
@@ -127,6 +158,7 @@ class NonFace(_LearnedCheck):
     name = "non_face"
     cls_name = "non_face"
     judges_photos = False
+    uses_face_box = True
     description = ("Face crops: the crop is not a face (object, texture, scenery, placeholder, sign); photos are "
                    "judged by no_face instead. The defect model's probability, "
                    "lowered where OpenCV's Haar detector finds a face filling the crop (among the highest-scored "
@@ -148,6 +180,7 @@ class NonFace(_LearnedCheck):
         all_scores = np.asarray(defect_probs(ctx)[:, self._column(ctx)], np.float64)
         floor = np.quantile(all_scores, 1.0 - share)  # the same candidates whatever the chunking
         out = scores.copy()
+        face_boxes(ctx, rows[scores >= floor])
         for i in np.flatnonzero(scores >= floor):
             box = face_box(ctx, int(rows[i]))
             if box.found and box.scale(ctx.images.shape[1]) >= self.params.face_min_scale:
@@ -163,6 +196,8 @@ class NonFace(_LearnedCheck):
 
 class _FaceBoxEvidence:
     """Evidence of a check judged on the face's position: the Haar face box (offset, scale, eye-line roll)."""
+
+    uses_face_box = True
 
     def evidence(self, ctx, row, score):
         return f"{describe_box(face_box(ctx, row), ctx.images.shape[1])}; model p={score:.2f}"

@@ -95,9 +95,10 @@ class Blank(_QualityCheck):
     description = "Blank or constant frame: nearly all pixels share one grey level (black, white, placeholder fill)."
 
     def stat(self, batch):
-        frac = q.dominant_fraction(batch)
+        hist = q.histograms(batch)
+        frac = q.dominant_fraction(batch, hist)
         std = q.pixel_std(batch)
-        mode = [int(np.bincount(im.ravel(), minlength=256).argmax()) for im in batch]
+        mode = hist.argmax(axis=1).tolist()
         ev = [f"{f:.0%} of pixels within +-4 of grey {m}; pixel std {s:.1f}" for f, m, s in zip(frac, mode, std)]
         return frac.astype(np.float64), ev
 

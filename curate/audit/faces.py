@@ -5,20 +5,28 @@ where the cascades work. Results are expressed in the coordinates of the origina
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
+_LOCAL = threading.local()
 
-@lru_cache(maxsize=4)
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + name
-    casc = cv2.CascadeClassifier(path)
-    if casc.empty():
-        raise RuntimeError(f"cannot load Haar cascade {path}")
-    return casc
+    """The cascade ``name``, loaded once per thread (a CascadeClassifier is not safe to share between
+    threads running detections side by side)."""
+    cache = getattr(_LOCAL, "cascades", None)
+    if cache is None:
+        cache = _LOCAL.cascades = {}
+    if name not in cache:
+        path = cv2.data.haarcascades + name
+        casc = cv2.CascadeClassifier(path)
+        if casc.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+        cache[name] = casc
+    return cache[name]
 
 
 @dataclass

@@ -49,11 +49,13 @@ def hamming_pairs(codes: np.ndarray, radius: int, *, queries: np.ndarray | None 
     Both return the same pairs. Only distinct codes are searched; images sharing a code
     (copies) are expanded afterwards, so copies do not multiply the search's candidates.
 
-    ``max_shared`` (0 = no limit) bounds that expansion: a code shared by more images than this
-    (a degenerate hash: a million-image set held 3,063 blank frames with one pHash, 4.7 million
-    pairs among them) is represented by a chain through its images in position order (distance 0)
-    instead of every pair among them, and pairs with another code go through its first image only.
-    The connected components are the same; the pair count grows with the images, not their square.
+    ``max_shared`` (0 = no limit) bounds that expansion: inside a code shared by more images than
+    this (a degenerate hash: a million-image set held 3,063 blank frames with one pHash, 4.7 million
+    pairs among them), each image is paired with the next ``max_shared`` images of the code in
+    position order (distance 0) instead of with all of them, and its pairs with another code go
+    through its first ``max_shared`` images only. A code shared by at most ``max_shared + 1`` images
+    keeps every pair. The connected components are the same, and the pair count grows with the
+    images, not their square.
     """
     if method not in ("auto", "flat", "mih"):
         raise ConfigError(f"unknown Hamming search {method!r}; choose auto, flat or mih")
@@ -95,12 +97,12 @@ def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _rows_by_code(inv: np.ndarray, max_shared: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows sorted by their distinct-code index, in position order within a code; start of each code's
-    run; the run size :func:`_expand` uses: 1 for a run longer than ``max_shared`` when that is > 0)."""
+    run; the run size :func:`_expand` uses: at most ``max_shared`` when that is > 0)."""
     order = np.argsort(inv, kind="stable")
     size = np.bincount(inv)
     start = np.cumsum(size) - size
     if max_shared > 0:
-        size = np.where(size > max_shared, 1, size)
+        size = np.minimum(size, max_shared)
     return order, start, size
 
 
@@ -141,19 +143,24 @@ def _directed_pairs(codes: np.ndarray, radius: int, queries: np.ndarray | None, 
 def _pairs_within_runs(order: np.ndarray, keys: np.ndarray, max_run: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """All (i, j) index pairs, i before j, of elements sharing a key; ``order`` sorts ``keys``.
 
-    ``max_run`` > 0: a run of more elements than that gets a chain (each element paired with the
-    next one in ``order``) instead of all its pairs.
+    ``max_run`` > 0: in a run of more than ``max_run + 1`` elements, each element is paired with the
+    next ``max_run`` elements of the run in ``order`` only (a band, not all pairs).
     """
     k = keys[order]
     n = len(k)
     start = np.r_[0, np.flatnonzero(k[1:] != k[:-1]) + 1]
     end = np.r_[start[1:], n]
-    if max_run > 0 and n and ((end - start) > max_run).any():
-        long_run = np.repeat((end - start) > max_run, end - start)
+    if max_run > 0 and n and ((end - start) > max_run + 1).any():
+        long_run = np.repeat((end - start) > max_run + 1, end - start)
         at = np.flatnonzero(long_run)
-        at = at[at < np.repeat(end, end - start)[at] - 1]  # every element of a long run but its last
+        run_end = np.repeat(end, end - start)[at]
+        bi, bj = [], []
+        for offset in range(1, max_run + 1):
+            ok = at + offset < run_end
+            bi.append(order[at[ok]])
+            bj.append(order[at[ok] + offset])
         si, sj = _pairs_within_runs(order[~long_run], keys)
-        return np.r_[si, order[at]], np.r_[sj, order[at + 1]]
+        return np.concatenate([si, *bi]), np.concatenate([sj, *bj])
     run_end = np.repeat(end, end - start)
     later = run_end - np.arange(n) - 1
     total = int(later.sum())

@@ -78,7 +78,7 @@ class ExpressionModel:
     def predict_proba(self, images: np.ndarray, *, device: str = "cpu", batch_size: int = 512) -> np.ndarray:
         """(N, C) probabilities over :attr:`classes` of uint8 (N, S, S) grey crops (resized to the
         model's image size when S differs; mirrored test-time augmentation when the recipe used it)."""
-        from curate.train.trainer import predict_proba
+        from curate.train.inference import predict_proba
 
         images = np.asarray(images)
         size = int(self.meta["image_size"])
@@ -141,7 +141,7 @@ def load_expression_model(path: str | Path | None = None, device: str = "cpu") -
     net = build_model(meta["model"], len(meta["classes"]), in_size=int(meta["in_size"]), **meta.get("model_args", {}))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     net.image_size = int(meta["image_size"])
-    from curate.train.trainer import resolve_device
+    from curate.train.inference import resolve_device
 
     net = net.to(resolve_device(device)).eval()
     return ExpressionModel(net=net, meta=meta, seen_keys=np.sort(np.load(seen, allow_pickle=False)), path=path)
