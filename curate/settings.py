@@ -284,9 +284,11 @@ class MislabelSettings(Settings):
     """``curate mislabel`` and the audit's ``mislabel`` check."""
 
     mode: Literal["oof", "dynamics"]
-    judge: Literal["own", "expression", "both"]
+    judge: Literal["auto", "own", "expression", "both"]
     expression_model: str
     expression_weight: Annotated[float, AtLeast(0)]
+    flag_rule: Literal["auto", "estimate", "confident"]
+    max_given_prob: Annotated[float, AtLeast(0)]
     folds: Annotated[int, AtLeast(2)]
     recipe: str
     recipe_overrides: dict[str, Any]

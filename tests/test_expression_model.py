@@ -117,6 +117,40 @@ def test_the_mislabel_check_uses_the_model_as_a_judge_but_never_on_its_training_
     assert (findings["check"] == "mislabel").sum() == summary["images"]
 
 
+def test_auto_judge_is_both_on_a_scrape_and_own_on_the_models_training_images(exported, tmp_path):
+    """The default judge (auto): on images the expression model never saw, its geometric mean with the
+    workspace's own folds, flagged only where that gives the label <= max_given_prob; on FER2013 the
+    workspace's own folds, flagged by the confident-learning estimate as before."""
+    from curate.mislabel.api import run_mislabel
+    from curate.mislabel.judge import product_of_experts
+    from curate.mislabel.scoring import confident_disagreement
+
+    root, out = exported
+    fast = {"expression_model": str(out), "folds": 3, "min_skill": -1.0, "min_skill_p": 1.0, "tta": False,
+            "recipe_overrides": {"epochs": 1, "num_threads": 1, "model_args": {"width": 0.125, "dropout": 0.0},
+                                 "min_steps": 0}}
+    ws = make_photo_workspace(tmp_path / "ws", n=90)
+    summary = run_mislabel(ws, overrides={**fast, "max_given_prob": 0.3}, quiet=True)
+    assert summary["judge"] == "both" and summary["trained_folds"] == [0, 1, 2]
+    probs = np.load(ws.path("oof_probs.npy"))
+    index = ws.read_parquet("oof_index.parquet")
+    classes = json.loads(ws.path("oof_meta.json").read_text())["classes"]
+    y = np.array([classes.index(c) for c in index["given_label"]])
+    expected = confident_disagreement(probs, y, 0.3)
+    findings = ws.read_parquet("findings.parquet").set_index("image_id").loc[index["image_id"]]
+    assert np.array_equal(findings["flagged"].to_numpy(), expected) and summary["flagged"] == int(expected.sum())
+    fer = Workspace.open(root)
+    summary = run_mislabel(fer, overrides=fast, quiet=True)
+    assert summary["judge"] == "own" and "trained on" in summary["judge_auto_reason"]
+    assert summary["flagged"] == summary["estimated_issues"]
+    # the product of experts: a class both find probable wins; a class the shipped model gives 0 stays 0
+    own = np.array([[0.6, 0.3, 0.1], [0.5, 0.5, 0.0]])
+    shipped = np.array([[0.1, 0.9, 0.0], [0.9, 0.1, 0.0]])
+    p = product_of_experts(own, shipped)
+    assert np.allclose(p.sum(1), 1) and (p[:, 2] == 0).all() and p[0].argmax() == 1 and p[1].argmax() == 0
+    assert np.allclose(product_of_experts(own, shipped, 0.0)[:, :2], own[:, :2] / own[:, :2].sum(1, keepdims=True))
+
+
 def test_paired_difference_over_seeds_has_a_bootstrap_interval():
     from curate.train.metrics import paired_difference
 

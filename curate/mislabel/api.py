@@ -172,14 +172,26 @@ def _oof_scores(ws: Workspace, cfg: MislabelSettings, rows: np.ndarray, images: 
 
     k, n_classes = cfg.folds, len(classes)
     folds = assign_folds(y, groups, k=k, seed=seed)
-    judge_info: dict[str, Any] = {"judge": cfg.judge}
-    if cfg.judge != "own":
+    judge = cfg.judge
+    judge_info: dict[str, Any] = {"judge": judge}
+    if judge != "own":
         from curate.mislabel.judge import expression_judgement
 
-        shipped = expression_judgement(ws, rows, y, classes, model_path=cfg.expression_model, device=cfg.device,
-                                       log=log)
-        judge_info.update(shipped.info)
-    if cfg.judge == "expression":
+        try:
+            shipped = expression_judgement(ws, rows, y, classes, model_path=cfg.expression_model, device=cfg.device,
+                                           log=log)
+        except CurateError as exc:
+            if judge != "auto":
+                raise
+            judge = "own"
+            judge_info.update(judge="own", judge_auto_reason=str(exc).split(": ", 1)[-1].split(" Use mislabel")[0])
+            log(f"mislabel: judge auto -> own (the workspace's k-fold models): {judge_info['judge_auto_reason']}")
+        else:
+            if judge == "auto":
+                judge = "both"
+                judge_info["judge_auto_reason"] = "the expression model may judge this workspace: both"
+            judge_info.update(shipped.info, judge=judge)
+    if judge == "expression":
         from curate.mislabel.oof import OOFResult
 
         oof = OOFResult(probs=shipped.probs, embeddings=shipped.embeddings, aum=None, folds=folds)
@@ -188,9 +200,10 @@ def _oof_scores(ws: Workspace, cfg: MislabelSettings, rows: np.ndarray, images: 
         oof = run_oof(images, y, folds, recipe=recipe, n_classes=n_classes, out_dir=ws.path("mislabel"),
                       fingerprint_=fp, seed=seed, device=cfg.device, tta=cfg.tta, quiet=quiet, log=log)
     probs, aum = oof.probs, oof.aum
-    if cfg.judge == "both":
-        w = float(cfg.expression_weight)
-        probs = (probs + w * shipped.probs) / (1.0 + w)
+    if judge == "both":
+        from curate.mislabel.judge import product_of_experts
+
+        probs = product_of_experts(probs, shipped.probs, float(cfg.expression_weight))
     knn = knn_label_distribution(oof.embeddings, y, n_classes, k=cfg.knn.k, blocks=folds, groups=groups)
     accuracy = float((probs.argmax(axis=1) == y).mean())
     fold_accuracy = {str(f): round(float((probs[folds == f].argmax(1) == y[folds == f]).mean()), 4) for f in range(k)}
@@ -207,20 +220,36 @@ def _oof_scores(ws: Workspace, cfg: MislabelSettings, rows: np.ndarray, images: 
             "oof_accuracy": round(accuracy, 4), "fold_accuracy": fold_accuracy,
             "fold_seconds": {str(f): round(s, 1) for f, s in oof.seconds.items()},
             "judged": verdict.judged, "reason": verdict.reason, "skill": verdict.as_dict()}
-    return probs, aum, knn, score_oof(cfg, probs, y, knn=knn, aum=aum), part, verdict.headline
+    return probs, aum, knn, score_oof(cfg, probs, y, knn=knn, aum=aum, judge=judge), part, verdict.headline
 
 
 def score_oof(cfg: MislabelSettings | dict[str, Any], probs: np.ndarray, y: np.ndarray, *, knn: np.ndarray | None,
-              aum: np.ndarray | None):
+              aum: np.ndarray | None, judge: str = "own"):
     """Score out-of-fold probabilities with the configured variant, after the class-prior balance
-    (``class_prior_power``, see :func:`curate.mislabel.scoring.class_balanced`). ``cfg``: the mislabel
-    settings, or the whole section as a mapping (validated here)."""
-    from curate.mislabel.scoring import class_balanced, score_variant
+    (``class_prior_power``, see :func:`curate.mislabel.scoring.class_balanced`), and flag with the
+    configured ``flag_rule`` (``auto``: ``confident`` when ``judge`` is ``expression`` or ``both``, else
+    ``estimate``; see :func:`curate.mislabel.scoring.confident_disagreement`). ``cfg``: the mislabel
+    settings, or the whole section as a mapping (validated here). ``judge``: whose probabilities these are
+    (own | expression | both; default own)."""
+    from curate.mislabel.scoring import best_other_class, class_balanced, confident_disagreement, score_variant
 
     cfg = as_settings("mislabel", cfg)
     balanced = class_balanced(probs, cfg.class_prior_power)
-    return score_variant(cfg.variant, balanced, y, knn=knn, aum=aum, knn_weight=cfg.knn.weight,
-                         aum_weight=cfg.aum_weight)
+    scores = score_variant(cfg.variant, balanced, y, knn=knn, aum=aum, knn_weight=cfg.knn.weight,
+                           aum_weight=cfg.aum_weight)
+    if flag_rule_for(cfg, judge) == "confident":
+        flagged = confident_disagreement(probs, y, cfg.max_given_prob)
+        scores = replace(scores, flagged=flagged, estimated_issues=int(flagged.sum()),
+                         suggested=np.where(flagged, best_other_class(scores.probs, y), scores.suggested))
+    return scores
+
+
+def flag_rule_for(cfg: MislabelSettings, judge: str) -> str:
+    """The flag rule in force: ``cfg.flag_rule``, with ``auto`` = confident for a judge from elsewhere
+    (``expression``, ``both``), estimate for the workspace's own models."""
+    if cfg.flag_rule != "auto":
+        return cfg.flag_rule
+    return "confident" if judge in ("expression", "both") else "estimate"
 
 
 def write_mislabel_findings(ws: Workspace, ids: np.ndarray, y: np.ndarray, classes: list[str], scores: Any,
@@ -358,7 +387,7 @@ def rescore_mislabel(ws: Workspace, *, overrides: dict[str, Any] | list[str] | N
     given = index["given_label"].astype(str).tolist()
     y = np.array([classes.index(g) for g in given], dtype=np.int64)
     knn, aum = signals.get("knn"), signals.get("aum")
-    base = score_oof(cfg, probs, y, knn=knn, aum=aum)
+    base = score_oof(cfg, probs, y, knn=knn, aum=aum, judge=str(meta.get("judge", "own")))
     latest = latest_decisions(read_decisions(ws)).reindex(ids)
     outcome = outcomes_from_decisions([None if pd.isna(d) else str(d) for d in latest["decision"]],
                                       [None if pd.isna(v) else str(v) for v in latest["new_label"]], given)

@@ -63,3 +63,21 @@ def expression_judgement(ws: Workspace, rows: np.ndarray, y: np.ndarray, classes
     if log:
         log(f"mislabel: the expression model {model.path.name} judges {len(rows):,} crops over {', '.join(names)}")
     return Judgement(probs=probs, embeddings=np.asarray(emb, np.float32), info=info)
+
+
+def product_of_experts(own: np.ndarray, shipped: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """The two judges' weighted geometric mean, renormalised: p ∝ own^(1/(1+w)) · shipped^(w/(1+w)).
+
+    A class stays probable only where both judges find it so; the label is doubted where either gives it
+    little. Classes the expression model gives zero (classes no image carries) stay zero. On both reviewed
+    scrapes it ranked the wrong labels better than either judge alone or their average (AP 0.45 / 0.21 vs
+    0.41 / 0.16 for the expression model, 0.34 / 0.20 for the average; reports/expression-model.md).
+    """
+    own = np.asarray(own, dtype=np.float64)
+    shipped = np.asarray(shipped, dtype=np.float64)
+    a = 1.0 / (1.0 + weight)
+    logp = a * np.log(np.maximum(own, 1e-12)) + (1.0 - a) * np.log(np.maximum(shipped, 1e-12))
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    p[:, ~(shipped > 0).any(axis=0)] = 0.0
+    return p / p.sum(axis=1, keepdims=True)

@@ -383,7 +383,7 @@ def baseline_row(ws: Any, cfg: MislabelSettings, truth: pd.DataFrame, review: pd
     row_of = {image_id: i for i, image_id in enumerate(index["image_id"].astype(str))}
     positions = np.array([row_of[i] for i in review["image_id"]])
     y = np.array([classes.index(g) for g in index["given_label"].astype(str)], dtype=np.int64)
-    scores = score_oof(cfg, probs, y, knn=signals.get("knn"), aum=signals.get("aum"))
+    scores = score_oof(cfg, probs, y, knn=signals.get("knn"), aum=signals.get("aum"), judge=str(meta.get("judge", "own")))
     texts = suggestions(cfg, scores, y, classes, probs)
     minutes = sum(float(v) for v in (meta.get("fold_seconds") or {}).values()) / 60
     row = {"variant": f"default scoring on recipe {meta['recipe'].get('name', '?')} (`{ws.root}`)",
