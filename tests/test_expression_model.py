@@ -173,3 +173,18 @@ def test_paired_difference_over_seeds_has_a_bootstrap_interval():
     assert same["reviewed"]["difference"] == 0 and same["per_seed"][0]["mcnemar_p"] == 1.0
     with pytest.raises(ValueError):
         paired_difference(base, better[:2], review)
+
+
+def test_the_bundled_model_loads_knows_the_sample_as_seen_and_reads_faces(sample_ws_path):
+    """The shipped weights: checked against the sidecar, every bundled-sample image (FER2013) on its seen list,
+    and far above chance on the sample's crops (it was trained on FER2013; a corrupt file would not be)."""
+    model = load_expression_model(None)
+    assert model.meta["format"] == "curate-expression-model/1" and model.meta["test_accuracy"] >= 0.6
+    ws = Workspace.open(sample_ws_path)
+    manifest = ws.manifest()
+    assert model.seen(manifest["digest"].tolist()).all()
+    rows = np.arange(0, len(manifest), 8)
+    probs = model.predict_proba(np.asarray(ws.pixels()[rows]))
+    labels = manifest["label"].iloc[rows].tolist()
+    accuracy = np.mean([model.classes[i] == label for i, label in zip(probs.argmax(1), labels)])
+    assert accuracy > 0.5  # 7 classes: chance 1/7, the commonest class about 1/4

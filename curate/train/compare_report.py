@@ -136,9 +136,10 @@ def _reviewed_lines(result: dict[str, Any]) -> list[str]:
     rows = [r for r in result["runs"] if r.get("reviewed")]
     if not rows:
         return []
-    lines = ["", f"Accuracy on the PrivateTest images drawn at random for the by-eye review (`{result['review']}`; "
+    lines = ["", f"Accuracy on the test images drawn at random for the by-eye review (`{result['review']}`; "
                  "right = the class the reviewer saw, either class when ambiguous; unusable images left out), and on "
-                 "every reviewed test image (the later rounds add test images the mislabel rankings put on top):", "",
+                 "every reviewed test image (FER2013's later review rounds add test images the mislabel rankings put "
+                 "on top):", "",
              "| run | drawn test images | accuracy (reviewer's labels) | accuracy (given labels) | "
              "of them leak-free | accuracy (reviewer's labels) | all reviewed test images | accuracy "
              "(reviewer's labels) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
