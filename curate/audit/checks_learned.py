@@ -44,12 +44,17 @@ def defect_probs(ctx: AuditContext) -> np.ndarray:
         raise
 
 
+def _detect_box(ctx: AuditContext, row: int) -> FaceBox:
+    """Haar face box of one crop with the audit's detector settings (uncached)."""
+    p = ctx.config.detector
+    return detect_face(np.asarray(ctx.images[row]), upscale=p.upscale, border=p.border, min_face=p.min_face)
+
+
 def face_box(ctx: AuditContext, row: int) -> FaceBox:
     """Haar face box of one crop (cached per run)."""
     cache = ctx.cache.setdefault("face_boxes", {})
     if row not in cache:
-        p = ctx.config.detector
-        cache[row] = detect_face(np.asarray(ctx.images[row]), upscale=p.upscale, border=p.border, min_face=p.min_face)
+        cache[row] = _detect_box(ctx, row)
     return cache[row]
 
 
@@ -66,15 +71,11 @@ def face_boxes(ctx: AuditContext, rows: np.ndarray) -> None:
     workers = min(resolve_threads(), len(todo) // 16)
     if workers < 2:
         return  # few rows: face_box detects them one by one
-    p = ctx.config.detector
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        def one(row: int) -> FaceBox:
-            return detect_face(np.asarray(ctx.images[row]), upscale=p.upscale, border=p.border, min_face=p.min_face)
-
         with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV releases the GIL while detecting
-            for row, box in zip(todo, pool.map(one, todo, chunksize=64)):
+            for row, box in zip(todo, pool.map(lambda r: _detect_box(ctx, r), todo, chunksize=64)):
                 cache[row] = box
     finally:
         cv2.setNumThreads(previous)

@@ -184,7 +184,7 @@ def _oof_scores(ws: Workspace, cfg: MislabelSettings, rows: np.ndarray, images: 
             if judge != "auto":
                 raise
             judge = "own"
-            judge_info.update(judge="own", judge_auto_reason=str(exc).split(": ", 1)[-1].split(" Use mislabel")[0])
+            judge_info.update(judge="own", judge_auto_reason=getattr(exc, "reason", str(exc)))
             log(f"mislabel: judge auto -> own (the workspace's k-fold models): {judge_info['judge_auto_reason']}")
         else:
             if judge == "auto":

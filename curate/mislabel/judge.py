@@ -19,6 +19,14 @@ from curate.errors import CurateError
 from curate.workspace import Workspace
 
 
+class JudgeRefused(CurateError):
+    """The expression model may not judge this workspace; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, exit_code=2)
+        self.reason = reason
+
+
 @dataclass
 class Judgement:
     """The expression model's view of the labelled crops: probabilities over the workspace's classes
@@ -34,22 +42,28 @@ def expression_judgement(ws: Workspace, rows: np.ndarray, y: np.ndarray, classes
                          log: Callable[[str], None] | None = None) -> Judgement:
     """The bundled (or ``model_path``) expression model on the crops of ``rows`` (labels ``y``).
 
-    CurateError when any of the images is one the model was trained on (FER2013, by pixel digest),
-    or when a class present in the workspace is one the model does not know."""
+    :class:`JudgeRefused` (a CurateError) when any of the images is one the model was trained on (FER2013, by
+    pixel digest), or when a class present in the workspace is one the model does not know; other CurateErrors
+    when the model file cannot be had."""
     from curate.train.expression import load_expression_model
     from curate.train.trainer import embed, resolve_device
 
     model = load_expression_model(model_path)
-    digests = ws.manifest()["digest"].iloc[rows].astype(object).where(
-        ws.manifest()["digest"].iloc[rows].notna(), None).tolist()
-    seen = model.seen(digests)
+    digest = ws.manifest()["digest"].iloc[rows]
+    seen = model.seen(digest.astype(object).where(digest.notna(), None).tolist())
     if seen.any():
-        raise CurateError(f"{ws.root}: {int(seen.sum()):,} of the {len(rows):,} labelled images are images the expression "
-                          f"model {model.path.name} was trained on (FER2013, matched by pixel digest; the bundled sample "
-                          "is FER2013 too): it learned their labels and cannot judge them. Use mislabel.judge: own "
-                          "(the workspace's own k-fold models) for this workspace.", exit_code=2)
+        reason = (f"{int(seen.sum()):,} of the {len(rows):,} labelled images are images the expression model "
+                  f"{model.path.name} was trained on (FER2013, matched by pixel digest; the bundled sample is FER2013 "
+                  "too): it learned their labels and cannot judge them")
+        raise JudgeRefused(reason, f"{ws.root}: {reason}. Use mislabel.judge: own (the workspace's own k-fold models) "
+                                   "for this workspace.")
     present = np.unique(y)
     names = [classes[i] for i in present]
+    unknown = model.class_map(names)[1]
+    if unknown:  # before predicting: the same refusal as for_classes gives, without the work
+        reason = (f"the expression model ({model.path.name}) knows {', '.join(model.classes)}; it cannot judge the "
+                  f"class(es) {', '.join(unknown)}")
+        raise JudgeRefused(reason, f"{reason} (use mislabel.judge: own, or map them with ingest's label_map)")
     device = str(resolve_device(device))
     model.net.to(device)
     pixels = ws.pixels()

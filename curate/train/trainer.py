@@ -22,7 +22,7 @@ from torch import nn
 from curate import atomic
 from curate.logs import get_logger
 from curate.progress import progress
-from curate.train.augment import augment_batch, augment_params, center_crop, to_float
+from curate.train.augment import augment_batch, augment_params
 from curate.train.inference import (  # noqa: F401  (re-exported: callers import them from here)
     _as_u8, _autocast, _finish, _InputNorm, _prepare, embed, predict_proba, resolve_device)
 from curate.train.models import BackboneNet, build_from_recipe, build_model, load_backbone_checkpoint
