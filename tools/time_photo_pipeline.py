@@ -12,24 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 
 def timed(cmd: list[str]) -> dict:
-    load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_mb": round(rss / 1024), "load_before": load}
+    """``cmd`` timed by tools/time_scale.py's :func:`timed`, in this report's fields (the load before the step)."""
+    from time_scale import timed as timed_step  # tools/ is on sys.path when this runs as a script
+
+    step = timed_step(cmd)
+    return {"command": step["command"], "wall_s": step["wall_s"], "peak_rss_mb": step["peak_rss_mb"],
+            "load_before": step["load_start"]}
 
 
 def main() -> None:
