@@ -316,6 +316,7 @@ class FacesSettings(Settings):
     detector: Literal["mtcnn", "hog"]
     mtcnn_side: Annotated[int, AtLeast(12)]
     mtcnn_min_face: Annotated[float, AtLeast(12)]
+    mtcnn_min_original: Annotated[float, AtLeast(0)]
     mtcnn_min_score: float
     mtcnn_pad_retry: Annotated[float, AtLeast(0)]
     max_side: Annotated[int, AtLeast(1)]
@@ -337,7 +338,7 @@ class IngestSettings(Settings):
 
     image_size: Annotated[int, AtLeast(1)]
     max_pixels: Annotated[int, AtLeast(1)]
-    workers: Annotated[int, AtLeast(1)]
+    workers: Annotated[int, AtLeast(0)]
     usage_from_filename: bool
     images: Literal["auto", "crops", "photos"]
     faces: FacesSettings

@@ -62,6 +62,22 @@ def test_hog_is_the_fallback_when_mtcnn_finds_nothing(monkeypatch):
         detect.find_faces(img, detector="cnn")
 
 
+
+def test_min_width_skips_faces_too_small_to_use_and_keeps_the_others():
+    img = _photo("happyv2/7983-woman_girl_laugh_grass-1296x728-hea.jpg")   # two faces, ~80-110 px wide here
+    every = detect.mtcnn_faces(img)
+    widths = sorted(f.w for f in every)
+    assert len(every) == 2
+    # a floor below both faces finds the same two; the pyramid starts smaller, so boxes move by a few px only
+    floored = detect.mtcnn_faces(img, min_width=0.6 * widths[0])
+    assert len(floored) == 2
+    for a, b in zip(every, floored):
+        assert abs(a.x - b.x) < 0.1 * a.w and abs(a.w - b.w) < 0.15 * a.w
+    # a floor above both: nothing is looked for at their size
+    assert detect.mtcnn_faces(img, min_width=2.5 * widths[1]) == []
+    # find_faces passes it on (and the fallback stays off when asked)
+    assert len(detect.find_faces(img, mtcnn_min_width=0.6 * widths[0], fallback="none")) == 2
+
 def test_missing_weight_file_is_a_clear_error(tmp_path):
     with pytest.raises(CurateError, match="MTCNN weight file not found"):
         load_weights(tmp_path / "none.npz")

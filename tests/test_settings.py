@@ -133,9 +133,9 @@ def test_as_settings_validates_a_plain_mapping():
 def test_ingest_settings():
     s = load_settings("ingest")
     assert isinstance(s, IngestSettings) and isinstance(s.faces, FacesSettings)
-    assert (s.image_size, s.workers, s.images, s.usage_from_filename) == (48, 4, "auto", True)
+    assert (s.image_size, s.workers, s.images, s.usage_from_filename) == (48, 0, "auto", True)
     assert s.faces.rotations == () and s.faces.model_dir is None and dict(s.label_map) == {}
-    assert (s.faces.detector, s.faces.fallback, s.faces.mtcnn_min_score) == ("mtcnn", "hog", 0.85)
+    assert (s.faces.detector, s.faces.fallback, s.faces.mtcnn_min_score) == ("mtcnn", "none", 0.85)
     s = load_settings("ingest", ["faces.upsample=2", "faces.max_enlarge=3", "images=photos",
                                  "label_map={glad: happy, 3: sad, gloomy: 4}"])
     assert s.faces.upsample == 2 and s.faces.max_enlarge == 3.0 and isinstance(s.faces.max_enlarge, float)
@@ -145,7 +145,7 @@ def test_ingest_settings():
 
 @pytest.mark.parametrize("override, message", [
     ("images=pictures", r"ingest\.images: expected one of auto, crops, photos; got 'pictures'"),
-    ("workers=0", r"ingest\.workers: expected a number >= 1; got 0"),
+    ("workers=-1", r"ingest\.workers: expected a number >= 0; got -1"),
     ("max_pixels=1e6", r"ingest\.max_pixels: expected an integer; got '1e6'"),
     ("faces.fallback=cnn", r"ingest\.faces\.fallback: expected one of none, hog, mmod; got 'cnn'"),
     ("faces.rotations=25", r"ingest\.faces\.rotations: expected a list; got 25"),

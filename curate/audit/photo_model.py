@@ -7,7 +7,7 @@ threshold, children, leaf value) and evaluated here without scikit-learn. Its lo
 offset)``, fitted on out-of-fold scores) so that :meth:`PhotoScorer.predict` is P(issue | photo)
 at the fitting data's share of positives (``prior``); the check flags where that probability,
 adjusted to the workspace (:mod:`curate.audit.label_shift`), reaches ``threshold``. The bundled
-file ``curate/audit/models/photo-checks-v2.json`` was fitted by ``curate photos-bench`` on both
+file ``curate/audit/models/photo-checks-v3.json`` was fitted by ``curate photos-bench`` on both
 reviewed scrapes in ``reports/review/`` (command and figures in ``reports/photos.md``).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from curate.errors import CurateError
 from curate.faces.features import FACE_REGION_FEATURES
 from curate.faces.text_detect import TEXT_DETECTOR_FEATURES
 
-BUNDLED = Path(__file__).resolve().parent / "models" / "photo-checks-v2.json"
+BUNDLED = Path(__file__).resolve().parent / "models" / "photo-checks-v3.json"
 
 PHOTO_FEATURES: tuple[str, ...] = (
     # face detector

@@ -26,7 +26,7 @@ from curate.errors import CurateError
 from curate.faces.stage import PhotoResult, process_photo
 from curate.faces.tables import FACE_IMAGES_FILE, FACES_FILE, face_stage_tables, replace_rows
 from curate.progress import progress
-from curate.threads import torch_single_threaded
+from curate.threads import resolve_threads, torch_single_threaded
 from curate.settings import FacesSettings, IngestSettings, load_settings
 from curate.workspace import Workspace, utc_now
 
@@ -164,7 +164,7 @@ def find_faces(ws: Workspace, *, overrides: Any = None, config_file=None, worker
         engine = get_engine()
         with torch_single_threaded() if engine.is_local else contextlib.nullcontext():
             mapped = engine.map_items(RerunWork(size, params, cfg.max_pixels), items, batch_size=4,
-                                      workers=max(1, int(workers or cfg.workers)), threads=1)
+                                      workers=int(workers or cfg.workers or resolve_threads()), threads=1)
             results = list(progress(mapped, total=len(photo_rows), desc="faces", quiet=quiet, unit="img"))
         ids = manifest["image_id"].iloc[photo_rows].tolist()
         grey = np.array(ws.pixels())

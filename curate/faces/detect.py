@@ -88,12 +88,14 @@ def detector(model_dir: str | None = None):
 
 
 def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 640, mtcnn_min_face: float = 15.0,
-               mtcnn_min_score: float = 0.85, mtcnn_pad_retry: float = 0.0, fallback: str = "hog", **hog) -> list[Face]:
+               mtcnn_min_width: float = 0.0, mtcnn_min_score: float = 0.85, mtcnn_pad_retry: float = 0.0,
+               fallback: str = "hog", **hog) -> list[Face]:
     """Every face in ``image`` (uint8 grey or RGB), largest first, in original pixels.
 
     ``detector="mtcnn"``: MTCNN on the image shrunk to ``mtcnn_side`` px (longer side; never
     enlarged), faces of at least ``mtcnn_min_face`` px there and face probability
-    ``mtcnn_min_score``; when it finds none and ``mtcnn_pad_retry`` > 0, MTCNN again on the image
+    ``mtcnn_min_score``, and never narrower than ``mtcnn_min_width`` px of ``image`` itself (faces too
+    small to be used are not looked for: the image pyramid starts smaller); when it finds none and ``mtcnn_pad_retry`` > 0, MTCNN again on the image
     framed by a grey border of that fraction of its longer side (close-ups whose face fills or
     overflows the frame have no context around the face otherwise, and MTCNN misses them);
     when that finds none either, ``fallback``: ``"hog"`` (:func:`detect_faces` with
@@ -104,20 +106,23 @@ def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 
         raise ValueError(f"unknown face detector {detector!r} (mtcnn or hog)")
     faces = []
     if detector == "mtcnn":
-        faces = mtcnn_faces(image, side=mtcnn_side, min_face=mtcnn_min_face, min_score=mtcnn_min_score,
-                            model_dir=hog.get("model_dir"))
+        faces = mtcnn_faces(image, side=mtcnn_side, min_face=mtcnn_min_face, min_width=mtcnn_min_width,
+                            min_score=mtcnn_min_score, model_dir=hog.get("model_dir"))
         if not faces and mtcnn_pad_retry > 0:
             faces = _padded_mtcnn_faces(image, mtcnn_pad_retry, side=mtcnn_side, min_face=mtcnn_min_face,
-                                        min_score=mtcnn_min_score, model_dir=hog.get("model_dir"))
+                                        min_width=mtcnn_min_width, min_score=mtcnn_min_score,
+                                        model_dir=hog.get("model_dir"))
         if faces or fallback == "none":
             return faces
     return detect_faces(image, fallback="mmod" if fallback == "mmod" else "none", **hog)
 
 
-def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, min_score: float = 0.85,
-                model_dir: str | None = None) -> list[Face]:
+def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, min_width: float = 0.0,
+                min_score: float = 0.85, model_dir: str | None = None) -> list[Face]:
     """MTCNN's faces of probability >= ``min_score`` in ``image``, largest first, in its pixels,
-    with dlib's 5 landmarks placed in each MTCNN box (the same landmarks as HOG faces get)."""
+    with dlib's 5 landmarks placed in each MTCNN box (the same landmarks as HOG faces get).
+    Faces are looked for from ``min_face`` px of the shrunk image or ``min_width`` px of ``image``,
+    whichever is larger."""
     import cv2
     import dlib
 
@@ -131,7 +136,7 @@ def mtcnn_faces(image: np.ndarray, *, side: int = 640, min_face: float = 15.0, m
     small = arr if scale >= 1.0 else cv2.resize(arr, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                 interpolation=cv2.INTER_AREA)
     small = np.ascontiguousarray(small)
-    found = detect_mtcnn(small, min_face=min_face)
+    found = detect_mtcnn(small, min_face=max(float(min_face), float(min_width) * scale))
     _, predictor = detector(model_dir)
     faces = []
     for (x, y, bw, bh), score in zip(found.boxes, found.scores):
@@ -155,7 +160,7 @@ CLOSE_UP_MIN_SHARE = 0.3
 
 
 def _padded_mtcnn_faces(image: np.ndarray, fraction: float, *, side: int = 640, min_face: float = 15.0,
-                        **kwargs) -> list[Face]:
+                        min_width: float = 0.0, **kwargs) -> list[Face]:
     """:func:`mtcnn_faces` of ``image`` framed by a mid-grey border of ``fraction`` of its longer
     side, looking for faces of at least :data:`CLOSE_UP_MIN_SHARE` of its shorter side; boxes and
     landmarks moved back to the image's own pixels (they may reach past its edges)."""
@@ -169,7 +174,7 @@ def _padded_mtcnn_faces(image: np.ndarray, fraction: float, *, side: int = 640, 
     framed = cv2.copyMakeBorder(np.ascontiguousarray(arr[..., :3]), pad, pad, pad, pad, cv2.BORDER_CONSTANT,
                                 value=(127, 127, 127))
     shrink = min(1.0, side / max(framed.shape[:2]))
-    close_up = max(float(min_face), CLOSE_UP_MIN_SHARE * min(h, w) * shrink)
+    close_up = max(float(min_face), float(min_width) * shrink, CLOSE_UP_MIN_SHARE * min(h, w) * shrink)
     faces = mtcnn_faces(framed, side=side, min_face=close_up, **kwargs)
     for f in faces:
         f.x, f.y = f.x - pad, f.y - pad

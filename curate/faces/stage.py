@@ -78,6 +78,7 @@ def process_photo(image: np.ndarray, *, size: int, params: FacesSettings) -> Pho
         work = resize_max(rgb, WORK_SIDE)
         back = w / work.shape[1]
         res.faces = find_faces(work, detector=p.detector, mtcnn_side=p.mtcnn_side, mtcnn_min_face=p.mtcnn_min_face,
+                               mtcnn_min_width=p.mtcnn_min_original / back,
                                mtcnn_min_score=p.mtcnn_min_score, mtcnn_pad_retry=p.mtcnn_pad_retry,
                                fallback=p.fallback, max_side=p.max_side, upsample=p.upsample, min_score=p.min_score,
                                max_enlarge=p.max_enlarge, rotations=p.rotations, model_dir=p.model_dir)

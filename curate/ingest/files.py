@@ -26,7 +26,7 @@ from curate.ingest.records import Reject, SourceResult, unknown_label_warnings
 from curate.ingest.remote import RemoteFile, local_copy
 from curate.labels import FER2013_USAGE, canonical_label, canonical_split
 from curate.progress import progress
-from curate.threads import torch_single_threaded
+from curate.threads import resolve_threads, torch_single_threaded
 
 if TYPE_CHECKING:
     from curate.settings import FacesSettings, IngestSettings
@@ -85,7 +85,8 @@ class DecodeWork:
 def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: int, workers: int,
                       photo_params: FacesSettings | None, quiet: bool = False, desc: str = "decode",
                       rejects: list[Reject] | None = None, read: int = 0) -> SourceResult:
-    """Decode candidates on the engine (``workers`` threads locally); failures become rejects, order is kept.
+    """Decode candidates on the engine (``workers`` threads locally, 0 = one per usable core); failures become
+    rejects, order is kept.
 
     With ``photo_params`` the files are photos: each goes through the face stage
     (:func:`curate.faces.stage.process_photo`) and ``SourceResult.photos`` holds the results.
@@ -101,7 +102,7 @@ def decode_candidates(cands: list[Candidate], image_size: int, *, max_pixels: in
     engine = get_engine()
     with (torch_single_threaded() if photo_params is not None and engine.is_local else contextlib.nullcontext()):
         results = engine.map_items(DecodeWork(image_size, max_pixels, photo_params), cands, batch_size=chunk,
-                                   workers=max(1, workers), threads=1)
+                                   workers=workers or resolve_threads(), threads=1)
         for cand, res in zip(cands, progress(results, total=len(cands), desc=desc, quiet=quiet, unit="img")):
             if isinstance(res, DecodeError):
                 rejects.append(Reject(res.code, str(res), source_row=cand.source_row, source_path=cand.source_path))
@@ -239,8 +240,8 @@ def read_folder(root: Path | str, image_size: int, cfg: IngestSettings, *, quiet
     else:
         cands, rejects, read = scan_folder(Path(root), cfg.usage_from_filename)
         name = Path(root).name
-    return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers, quiet=quiet,
-                             desc=f"ingest {name}", rejects=rejects, read=read,
+    return decode_candidates(cands, image_size, max_pixels=cfg.max_pixels, workers=cfg.workers,
+                             quiet=quiet, desc=f"ingest {name}", rejects=rejects, read=read,
                              photo_params=_photo_params(cands, cfg))
 
 
