@@ -95,9 +95,10 @@ def find_faces(image: np.ndarray, *, detector: str = "mtcnn", mtcnn_side: int = 
     ``detector="mtcnn"``: MTCNN on the image shrunk to ``mtcnn_side`` px (longer side; never
     enlarged), faces of at least ``mtcnn_min_face`` px there and face probability
     ``mtcnn_min_score``, and never narrower than ``mtcnn_min_width`` px of ``image`` itself (faces too
-    small to be used are not looked for: the image pyramid starts smaller); when it finds none and ``mtcnn_pad_retry`` > 0, MTCNN again on the image
-    framed by a grey border of that fraction of its longer side (close-ups whose face fills or
-    overflows the frame have no context around the face otherwise, and MTCNN misses them);
+    small to be used are not looked for: the image pyramid starts smaller); when it finds none and
+    ``mtcnn_pad_retry`` > 0, MTCNN again on the image framed by a grey border of that fraction of its
+    longer side (close-ups whose face fills or overflows the frame have no context around the face
+    otherwise, and MTCNN misses them);
     when that finds none either, ``fallback``: ``"hog"`` (:func:`detect_faces` with
     the ``hog`` keyword arguments), ``"mmod"`` (HOG, then dlib's CNN detector) or ``"none"``.
     ``detector="hog"``: :func:`detect_faces` alone (its own ``fallback``: ``none`` or ``mmod``).
