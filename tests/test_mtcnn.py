@@ -62,9 +62,8 @@ def test_hog_is_the_fallback_when_mtcnn_finds_nothing(monkeypatch):
         detect.find_faces(img, detector="cnn")
 
 
-
 def test_min_width_skips_faces_too_small_to_use_and_keeps_the_others():
-    img = _photo("happyv2/7983-woman_girl_laugh_grass-1296x728-hea.jpg")   # two faces, ~80-110 px wide here
+    img = _photo("happyv2/7983-woman_girl_laugh_grass-1296x728-hea.jpg")   # two faces, 33 and 39 px wide here
     every = detect.mtcnn_faces(img)
     widths = sorted(f.w for f in every)
     assert len(every) == 2
@@ -77,6 +76,7 @@ def test_min_width_skips_faces_too_small_to_use_and_keeps_the_others():
     assert detect.mtcnn_faces(img, min_width=2.5 * widths[1]) == []
     # find_faces passes it on (and the fallback stays off when asked)
     assert len(detect.find_faces(img, mtcnn_min_width=0.6 * widths[0], fallback="none")) == 2
+
 
 def test_missing_weight_file_is_a_clear_error(tmp_path):
     with pytest.raises(CurateError, match="MTCNN weight file not found"):
